@@ -37,8 +37,8 @@ typedef struct ringp2p_pubkey ringp2p_pubkey;
 /* Largest signature any supported key makes (RSA-8192: 1024 bytes). */
 #define RINGP2P_SIGNATURE_MAX 1024
 /* RSA sizes accepted; generation makes RINGP2P_RSA_DEFAULT_BITS. */
-#define RINGP2P_RSA_MIN_BITS 2048
-#define RINGP2P_RSA_MAX_BITS 8192
+#define RINGP2P_RSA_MIN_BITS     2048
+#define RINGP2P_RSA_MAX_BITS     8192
 #define RINGP2P_RSA_DEFAULT_BITS 2048
 /* Largest protobuf PrivateKey/PublicKey we read or write. */
 #define RINGP2P_KEY_PROTOBUF_MAX 8192
@@ -61,8 +61,8 @@ RINGP2P_API int ringp2p_privkey_generate(ringp2p_key_type type, ringp2p_privkey 
  * RINGP2P_EPROTOBUF, RINGP2P_EKEYTYPE, RINGP2P_EKEY (bad key data); `ei`
  * (may be NULL) names the problem.
  */
-RINGP2P_API int ringp2p_privkey_from_protobuf(const uint8_t *buf, size_t len,
-                                              ringp2p_privkey **out, ringp2p_errinfo *ei);
+RINGP2P_API int ringp2p_privkey_from_protobuf(const uint8_t *buf, size_t len, ringp2p_privkey **out,
+                                              ringp2p_errinfo *ei);
 
 /* Writes protobuf PrivateKey bytes. Returns the count or RINGP2P_ENOBUF. */
 RINGP2P_API ssize_t ringp2p_privkey_to_protobuf(const ringp2p_privkey *key, uint8_t *dst,
@@ -99,16 +99,15 @@ RINGP2P_API const ringp2p_pubkey *ringp2p_privkey_public(const ringp2p_privkey *
  * RINGP2P_SIGNATURE_MAX bytes; returns the length, RINGP2P_ENOBUF or
  * RINGP2P_ECRYPTO.
  */
-RINGP2P_API ssize_t ringp2p_privkey_sign(const ringp2p_privkey *key, const uint8_t *msg,
-                                         size_t len, uint8_t *sig, size_t cap);
+RINGP2P_API ssize_t ringp2p_privkey_sign(const ringp2p_privkey *key, const uint8_t *msg, size_t len,
+                                         uint8_t *sig, size_t cap);
 
 /* Decodes protobuf PublicKey bytes (not retained). Errors as for private keys. */
 RINGP2P_API int ringp2p_pubkey_from_protobuf(const uint8_t *buf, size_t len, ringp2p_pubkey **out,
                                              ringp2p_errinfo *ei);
 
 /* Writes protobuf PublicKey bytes (deterministic encoding). Count or RINGP2P_ENOBUF. */
-RINGP2P_API ssize_t ringp2p_pubkey_to_protobuf(const ringp2p_pubkey *key, uint8_t *dst,
-                                               size_t cap);
+RINGP2P_API ssize_t ringp2p_pubkey_to_protobuf(const ringp2p_pubkey *key, uint8_t *dst, size_t cap);
 
 /* 0 if sig is a valid signature of msg by key, else RINGP2P_ESIGNATURE. */
 RINGP2P_API int ringp2p_pubkey_verify(const ringp2p_pubkey *key, const uint8_t *msg, size_t len,
@@ -157,8 +156,7 @@ RINGP2P_API int ringp2p_peer_id_parse(const char *text, size_t len, ringp2p_peer
 RINGP2P_API ssize_t ringp2p_peer_id_to_string(const ringp2p_peer_id *id, char *dst, size_t cap);
 
 /* CIDv1 (libp2p-key) in base32 text, NUL-terminated. Length or RINGP2P_ENOBUF. */
-RINGP2P_API ssize_t ringp2p_peer_id_to_cid_string(const ringp2p_peer_id *id, char *dst,
-                                                  size_t cap);
+RINGP2P_API ssize_t ringp2p_peer_id_to_cid_string(const ringp2p_peer_id *id, char *dst, size_t cap);
 
 RINGP2P_API bool ringp2p_peer_id_equal(const ringp2p_peer_id *a, const ringp2p_peer_id *b);
 

@@ -89,8 +89,7 @@ RINGP2P_API const uint8_t *ringp2p_multiaddr_bytes(const ringp2p_multiaddr *ma, 
 RINGP2P_API size_t ringp2p_multiaddr_text_max(const ringp2p_multiaddr *ma);
 
 /* Canonical text, NUL-terminated. Returns its length or RINGP2P_ENOBUF. */
-RINGP2P_API ssize_t ringp2p_multiaddr_to_string(const ringp2p_multiaddr *ma, char *dst,
-                                                size_t cap);
+RINGP2P_API ssize_t ringp2p_multiaddr_to_string(const ringp2p_multiaddr *ma, char *dst, size_t cap);
 
 RINGP2P_API bool ringp2p_multiaddr_equal(const ringp2p_multiaddr *a, const ringp2p_multiaddr *b);
 

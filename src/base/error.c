@@ -6,7 +6,7 @@
 RINGP2P_API const char *ringp2p_strerror(int code)
 {
     switch (code) {
-#define RP_STRERROR_CASE_(name, value, msg)                                                        \
+#define RP_STRERROR_CASE_(name, value, msg) \
     case (value): return (msg);
         RINGP2P_ERRORS(RP_STRERROR_CASE_)
 #undef RP_STRERROR_CASE_
@@ -17,7 +17,7 @@ RINGP2P_API const char *ringp2p_strerror(int code)
 RINGP2P_API const char *ringp2p_errname(int code)
 {
     switch (code) {
-#define RP_ERRNAME_CASE_(name, value, msg)                                                         \
+#define RP_ERRNAME_CASE_(name, value, msg) \
     case (value): return "RINGP2P_" #name;
         RINGP2P_ERRORS(RP_ERRNAME_CASE_)
 #undef RP_ERRNAME_CASE_

@@ -10,13 +10,14 @@
  * "port %lu out of range", v);`. The message is formatted as
  * "<fmt>" when fmt is not NULL, else the code's generic message.
  */
-int rp_err(ringp2p_errinfo *ei, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int rp_err(ringp2p_errinfo *ei, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Propagate-if-negative, for chains of calls that return codes or counts. */
-#define RP_TRY(expr)                                                                               \
-    do {                                                                                           \
-        long rp_try_r_ = (long)(expr);                                                             \
-        if (rp_try_r_ < 0) return (int)rp_try_r_;                                                  \
+#define RP_TRY(expr)                              \
+    do {                                          \
+        long rp_try_r_ = (long)(expr);            \
+        if (rp_try_r_ < 0) return (int)rp_try_r_; \
     } while (0)
 
 #endif

@@ -11,7 +11,7 @@
 
 #include "base/bytes.h"
 
-#define RP_UVARINT_MAX_LEN 9
+#define RP_UVARINT_MAX_LEN   9
 #define RP_UVARINT_MAX_VALUE ((UINT64_C(1) << 63) - 1)
 
 /*

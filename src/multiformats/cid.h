@@ -14,7 +14,7 @@
 #include "multiformats/multihash.h"
 
 #define RP_CODEC_LIBP2P_KEY 0x72
-#define RP_CODEC_DAG_PB 0x70
+#define RP_CODEC_DAG_PB     0x70
 
 typedef struct rp_cid {
     unsigned version; /* 0 or 1 */
@@ -28,7 +28,8 @@ typedef struct rp_cid {
 int rp_cid_parse(const uint8_t *buf, size_t len, rp_cid *out, ringp2p_errinfo *ei);
 
 /* Writes binary CIDv1 <0x01><codec><multihash bytes>. */
-ssize_t rp_cid_v1_encode(uint64_t codec, const uint8_t *mh, size_t mh_len, uint8_t *dst, size_t cap);
+ssize_t rp_cid_v1_encode(uint64_t codec, const uint8_t *mh, size_t mh_len, uint8_t *dst,
+                         size_t cap);
 
 /* Writes CIDv1 text in `base` with its multibase prefix, NUL-terminated. */
 ssize_t rp_cid_v1_to_text(rp_base base, uint64_t codec, const uint8_t *mh, size_t mh_len, char *dst,

@@ -35,9 +35,10 @@ ssize_t rp_base_encode(rp_base base, const uint8_t *src, size_t len, char *dst, 
 ssize_t rp_base_decode(rp_base base, const char *src, size_t len, uint8_t *dst, size_t cap,
                        ringp2p_errinfo *ei);
 
-/* With the multibase prefix character. Decoding reports the base found in *base_out (may be NULL). */
+/* With the multibase prefix character. Decoding reports the base found in *base_out (may be NULL).
+ */
 ssize_t rp_multibase_encode(rp_base base, const uint8_t *src, size_t len, char *dst, size_t cap);
-ssize_t rp_multibase_decode(const char *src, size_t len, uint8_t *dst, size_t cap, rp_base *base_out,
-                            ringp2p_errinfo *ei);
+ssize_t rp_multibase_decode(const char *src, size_t len, uint8_t *dst, size_t cap,
+                            rp_base *base_out, ringp2p_errinfo *ei);
 
 #endif

@@ -12,8 +12,8 @@
 
 #include "ringp2p/error.h"
 
-#define RP_MH_IDENTITY 0x00
-#define RP_MH_SHA2_256 0x12
+#define RP_MH_IDENTITY     0x00
+#define RP_MH_SHA2_256     0x12
 #define RP_MH_SHA2_256_LEN 32
 /* Limit on digests we accept from the wire (sha2-512 is 64; identity keys are smaller). */
 #define RP_MH_DIGEST_MAX 128
