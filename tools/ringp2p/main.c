@@ -1,9 +1,92 @@
+/* ringp2p: the command-line face of the library. */
 #include <stdio.h>
+#include <string.h>
 
-#include "ringp2p/ringp2p.h"
+#include "cli.h"
 
-int main(void)
+static cli_flag keygen_flags[] = {
+    { "type", true, "key type: ed25519 (default), secp256k1, ecdsa (P-256) or rsa (2048 bits)",
+      NULL, false },
+    { "out", true, "file to write (libp2p protobuf PrivateKey bytes, mode 0600); required", NULL,
+      false },
+    { "force", false, "replace FILE if it exists", NULL, false },
+    { "json", false, "print {\"peerId\",\"cid\",\"keyType\",\"file\"} as one JSON line", NULL,
+      false },
+};
+
+static cli_flag id_flags[] = {
+    { "key", true, "key file to read; without it a fresh ephemeral Ed25519 key is shown", NULL,
+      false },
+    { "json", false, "print {\"peerId\",\"cid\",\"keyType\"} as one JSON line", NULL, false },
+};
+
+static cli_flag addr_flags[] = {
+    { "hex", true, "decode this binary multiaddr (hex) instead of TEXT", NULL, false },
+    { "json", false, "print {\"hex\",\"text\",\"components\":[...]} as one JSON line", NULL,
+      false },
+};
+
+#define NFLAGS(a) (sizeof(a) / sizeof((a)[0]))
+
+static const cli_cmd commands[] = {
+    { "keygen", "keygen [--type TYPE] --out FILE [--force] [--json]",
+      "Generates a private key and writes it as libp2p protobuf PrivateKey bytes, the key file\n"
+      "format of go-libp2p and js-libp2p. Prints the new peer ID.",
+      cmd_keygen, keygen_flags, NFLAGS(keygen_flags), 0, 0 },
+    { "id", "id [--key FILE] [--json]",
+      "Prints the peer ID of a key file, in base58btc and as a CIDv1 (libp2p-key, base32).", cmd_id,
+      id_flags, NFLAGS(id_flags), 0, 0 },
+    { "addr", "addr [--json] TEXT | addr [--json] --hex HEX",
+      "Parses a multiaddr and prints its canonical text, its binary form in hex and its\n"
+      "components. A bad address exits 1 with the reason on stderr.",
+      cmd_addr, addr_flags, NFLAGS(addr_flags), 0, 1 },
+};
+
+static void usage(FILE *out)
 {
-    printf("ringp2p %s\n", ringp2p_version());
-    return 0;
+    fprintf(out, "usage: ringp2p [--version] [--help] COMMAND [FLAGS] [ARGS]\n\n"
+                 "libp2p on io_uring. Commands:\n");
+    for (size_t i = 0; i < NFLAGS(commands); i++) {
+        const char *nl = strchr(commands[i].summary, '\n');
+        int len = nl ? (int)(nl - commands[i].summary) : (int)strlen(commands[i].summary);
+        fprintf(out, "  %-8s %.*s\n", commands[i].name, len, commands[i].summary);
+    }
+    fprintf(out, "\n'ringp2p COMMAND --help' describes a command and all its flags.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        if (argc >= 3) {
+            for (size_t i = 0; i < NFLAGS(commands); i++)
+                if (strcmp(argv[2], commands[i].name) == 0) {
+                    cli_print_help(&commands[i], stdout);
+                    return CLI_OK;
+                }
+        }
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("ringp2p %s\n", ringp2p_version());
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < NFLAGS(commands); i++) {
+        const cli_cmd *cmd = &commands[i];
+        if (strcmp(argv[1], cmd->name) != 0) continue;
+        char *args[4];
+        size_t nargs;
+        int r = cli_parse(cmd, argc - 2, argv + 2, args, &nargs);
+        if (r < 0) return CLI_OK; /* --help was printed */
+        if (r > 0) return r;
+        return cmd->run(cmd, cmd->flags, cmd->nflags, args, nargs);
+    }
+    fprintf(stderr, "ringp2p: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return CLI_USAGE;
 }
