@@ -43,6 +43,7 @@ PROTO_C    := $(patsubst proto/%.proto,$(BUILD)/gen/proto/%.pb-c.c,$(PROTOS))
 PROTO_H    := $(PROTO_C:.c=.h)
 TOOL_SRCS  := $(wildcard tools/ringp2p/*.c)
 BENCH_SRCS := $(wildcard bench/*.c)
+BENCH_LIB_SRCS := $(wildcard bench/common/*.c)
 TEST_SRCS  := $(wildcard tests/unit/*.c)
 FUZZ_SRCS  := $(wildcard tests/fuzz/fuzz_*.c)
 INTEROP_SRCS := $(wildcard tests/interop/*.c)
@@ -52,6 +53,7 @@ OBJ_DIR    := $(BUILD)/obj
 LIB_OBJS   := $(patsubst %.c,$(OBJ_DIR)/%.o,$(LIB_SRCS)) $(patsubst %.c,$(OBJ_DIR)/%.o,$(PROTO_C))
 TOOL_OBJS  := $(patsubst %.c,$(OBJ_DIR)/%.o,$(TOOL_SRCS))
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
+BENCH_LIB_OBJS := $(patsubst %.c,$(OBJ_DIR)/%.o,$(BENCH_LIB_SRCS))
 
 # Sanitizer build of the library, the tool and the unit tests.
 ASAN_DIR   := $(BUILD)/asan
@@ -111,9 +113,10 @@ $(BUILD)/ringp2p: $(TOOL_OBJS) $(BUILD)/libringp2p.a
 	@echo "  LD      $@"
 	$(Q)$(CC) -o $@ $(TOOL_OBJS) $(BUILD)/libringp2p.a $(LIBS)
 
-$(BUILD)/bench/%: $(OBJ_DIR)/bench/%.o $(BUILD)/libringp2p.a
+# Every benchmark links the shared harness in bench/common/ (iperf3 runs, CPU accounting, medians).
+$(BUILD)/bench/%: $(OBJ_DIR)/bench/%.o $(BENCH_LIB_OBJS) $(BUILD)/libringp2p.a
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) -o $@ $< $(BUILD)/libringp2p.a $(LIBS)
+	$(Q)$(CC) -o $@ $< $(BENCH_LIB_OBJS) $(BUILD)/libringp2p.a $(LIBS) -lm
 
 # ---- sanitizer build --------------------------------------------------------------------------
 $(ASAN_DIR)/$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
