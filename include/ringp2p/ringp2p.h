@@ -11,6 +11,7 @@
 
 #include "ringp2p/error.h"
 #include "ringp2p/key.h"
+#include "ringp2p/log.h"
 #include "ringp2p/multiaddr.h"
 
 #ifdef __cplusplus
@@ -20,7 +21,7 @@ extern "C" {
 #define RINGP2P_VERSION_MAJOR 0
 #define RINGP2P_VERSION_MINOR 1
 #define RINGP2P_VERSION_PATCH 0
-#define RINGP2P_VERSION "0.1.0"
+#define RINGP2P_VERSION       "0.1.0"
 
 /* The library's version string, which may differ from the header's RINGP2P_VERSION. */
 RINGP2P_API const char *ringp2p_version(void);
