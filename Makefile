@@ -66,6 +66,7 @@ FUZZ_OBJS  := $(patsubst %.c,$(FUZZ_DIR)/%.o,$(LIB_SRCS)) $(patsubst %.c,$(FUZZ_
 FUZZ_BINS  := $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(FUZZ_SRCS))
 
 .PHONY: all build lib tool bench-bins deps run test unit interop fuzz fuzz-smoke bench install \
+        install-check \
         uninstall format format-check clean
 .DEFAULT_GOAL := all
 
@@ -175,6 +176,7 @@ test:
 	$(Q)$(MAKE) --no-print-directory -j$(JOBS) unit
 	$(Q)$(MAKE) --no-print-directory interop
 	$(Q)$(MAKE) --no-print-directory -j$(JOBS) fuzz-smoke
+	$(Q)$(MAKE) --no-print-directory install-check
 	@echo "make test: all stages passed"
 
 unit: $(ASAN_DIR)/unit
@@ -189,6 +191,10 @@ interop: $(BUILD)/ringp2p $(ASAN_DIR)/ringp2p $(INTEROP_BINS)
 fuzz-smoke: $(FUZZ_BINS)
 	@echo "== fuzz smoke runs ($(FUZZ_SMOKE_SECONDS)s per target)"
 	$(Q)bash tests/fuzz/run.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_BINS)
+
+install-check: lib tool
+	@echo "== install into a temporary prefix, build the README example with pkg-config"
+	$(Q)bash tests/install/check.sh
 
 fuzz: $(FUZZ_BINS)
 	$(Q)bash tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
