@@ -90,7 +90,8 @@ $(BUILD)/gen/proto/%.pb-c.c $(BUILD)/gen/proto/%.pb-c.h: proto/%.proto
 	@mkdir -p $(BUILD)/gen
 	$(Q)protoc-c --c_out=$(BUILD)/gen $<
 
-.SECONDARY: $(PROTO_C) $(PROTO_H)
+# Keep intermediate objects (fuzz and interop mains) so reruns do not rebuild them.
+.SECONDARY:
 
 # ---- release build ----------------------------------------------------------------------------
 # Generated code is compiled without our warning set (it is not ours to fix).
