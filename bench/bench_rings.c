@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/mpsc.h"
 #include "base/spsc.h"
 #include "ringp2p/error.h"
@@ -114,31 +115,6 @@ static size_t q_pop_n(queue *q, void **out, size_t max)
     return 0;
 }
 
-static void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
-/* Same waiting policy for every queue: spin a little, then give the CPU away. */
-static void backoff(unsigned *spins)
-{
-    if (++*spins < 64) {
-        cpu_relax();
-    } else {
-        *spins = 0;
-        sched_yield();
-    }
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void pin_to(int cpu)
 {
     if (cpu < 0) return;
@@ -167,7 +143,7 @@ static void *producer(void *arg)
     producer_arg *a = arg;
     run *r = a->r;
     pin_to(a->cpu);
-    while (!atomic_load_explicit(&r->start, memory_order_acquire)) cpu_relax();
+    while (!atomic_load_explicit(&r->start, memory_order_acquire)) rp_cpu_relax();
     /* Locals, not reads through r each item: r sits among the consumer's data. */
     queue *q = r->q;
     size_t per = r->per_producer, batch = r->batch;
@@ -180,7 +156,7 @@ static void *producer(void *arg)
         for (size_t j = 0; j < k; j++) items[j] = (void *)(base | (i + j));
         size_t done = q_push_n(q, items, k);
         if (done == 0) {
-            backoff(&spins);
+            rp_backoff(&spins, 64);
         } else {
             i += done;
             spins = 0;
@@ -210,11 +186,11 @@ static double one_round(queue *q, size_t nprod, size_t items, size_t push_batch,
     void *out[MAX_BATCH];
     unsigned spins = 0;
     atomic_store_explicit(&r.start, 1, memory_order_release);
-    double t0 = now_seconds();
+    double t0 = rp_clock_seconds();
     while (got < total) {
         size_t n = q_pop_n(q, out, pop_batch);
         if (n == 0) {
-            backoff(&spins);
+            rp_backoff(&spins, 64);
             continue;
         }
         spins = 0;
@@ -229,7 +205,7 @@ static double one_round(queue *q, size_t nprod, size_t items, size_t push_batch,
         }
         got += n;
     }
-    double t1 = now_seconds();
+    double t1 = rp_clock_seconds();
     for (size_t p = 0; p < nprod; p++) pthread_join(t[p], NULL);
     if (bad != 0) return -1.0;
     return (double)total / (t1 - t0);

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "base/mpsc.h"
 #include "ringp2p/error.h"
 
@@ -19,30 +20,6 @@
 #define MAX_PRODUCERS 8
 /* A ring that makes no progress this long is wedged (full to producers, empty to the consumer). */
 #define STALL_SECONDS 5
-
-static void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
-static void backoff(unsigned *spins)
-{
-    if (++*spins < 32) {
-        cpu_relax();
-    } else {
-        *spins = 0;
-        sched_yield();
-    }
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 Test(mpsc, capacity_rounding_and_limits)
 {
@@ -135,7 +112,7 @@ static void *producer(void *arg)
             spins = 0;
         } else {
             if (atomic_load_explicit(&s->stop, memory_order_relaxed)) break;
-            backoff(&spins);
+            rp_backoff(&spins, 32);
         }
     }
     atomic_fetch_add_explicit(&s->done, 1, memory_order_release);
@@ -167,7 +144,7 @@ static void run_stress(size_t nprod, size_t cap, size_t per_producer, size_t bat
     uintptr_t first_bad = 0;
     void *buf[64];
     unsigned spins = 0, idle = 0;
-    double last_progress = now_seconds();
+    double last_progress = rp_clock_seconds();
     int stalled = 0;
     for (;;) {
         /* Read before popping: if all were done then, an empty pop means nothing is left. */
@@ -175,18 +152,18 @@ static void run_stress(size_t nprod, size_t cap, size_t per_producer, size_t bat
         size_t got = rp_mpsc_pop_n(s.r, buf, batch);
         if (got == 0) {
             if (all_done) break;
-            if (++idle % 1024 == 0 && now_seconds() - last_progress > STALL_SECONDS) {
+            if (++idle % 1024 == 0 && rp_clock_seconds() - last_progress > STALL_SECONDS) {
                 stalled = 1;
                 atomic_store_explicit(&s.stop, 1, memory_order_relaxed);
                 break;
             }
-            backoff(&spins);
+            rp_backoff(&spins, 32);
             continue;
         }
         spins = 0;
         if (idle != 0) {
             idle = 0;
-            last_progress = now_seconds();
+            last_progress = rp_clock_seconds();
         }
         for (size_t j = 0; j < got; j++) {
             uintptr_t v = VALUE(buf[j]);

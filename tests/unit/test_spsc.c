@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "base/spsc.h"
 #include "ringp2p/error.h"
 
@@ -14,31 +15,6 @@
 /* A ring that makes no progress this long is wedged (full to the producer, empty to the consumer).
  */
 #define STALL_SECONDS 5
-
-static void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
-/* Spin briefly, then yield: the stress tests share two cores with another test process. */
-static void backoff(unsigned *spins)
-{
-    if (++*spins < 32) {
-        cpu_relax();
-    } else {
-        *spins = 0;
-        sched_yield();
-    }
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static uint32_t xorshift(uint32_t *s)
 {
@@ -179,7 +155,7 @@ static void *producer(void *arg)
                 spins = 0;
             } else {
                 if (atomic_load_explicit(&s->stop, memory_order_relaxed)) break;
-                backoff(&spins);
+                rp_backoff(&spins, 32);
             }
             continue;
         }
@@ -189,7 +165,7 @@ static void *producer(void *arg)
         size_t done = rp_spsc_push_n(s->r, batch, k);
         i += done;
         if (done == 0)
-            backoff(&spins);
+            rp_backoff(&spins, 32);
         else
             spins = 0;
     }
@@ -216,7 +192,7 @@ static void run_stress(size_t cap, uintptr_t n, int push_mode, int pop_mode)
     uintptr_t expect = 0, bad = 0, first_bad_at = 0, first_bad_val = 0;
     void *batch[64];
     unsigned spins = 0, idle = 0;
-    double last_progress = now_seconds();
+    double last_progress = rp_clock_seconds();
     int stalled = 0;
     for (;;) {
         size_t got;
@@ -228,18 +204,18 @@ static void run_stress(size_t cap, uintptr_t n, int push_mode, int pop_mode)
             if (atomic_load_explicit(&s.producer_done, memory_order_acquire) &&
                 rp_spsc_size(s.r) == 0)
                 break;
-            if (++idle % 1024 == 0 && now_seconds() - last_progress > STALL_SECONDS) {
+            if (++idle % 1024 == 0 && rp_clock_seconds() - last_progress > STALL_SECONDS) {
                 stalled = 1;
                 atomic_store_explicit(&s.stop, 1, memory_order_relaxed);
                 break;
             }
-            backoff(&spins);
+            rp_backoff(&spins, 32);
             continue;
         }
         spins = 0;
         if (idle != 0) {
             idle = 0;
-            last_progress = now_seconds();
+            last_progress = rp_clock_seconds();
         }
         for (size_t j = 0; j < got; j++, expect++) {
             if (VALUE(batch[j]) != expect && bad++ == 0) {
