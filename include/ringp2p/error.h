@@ -21,32 +21,45 @@ extern "C" {
 #endif
 
 /* X(name, value, message). Values are stable: append, never renumber. */
-#define RINGP2P_ERRORS(X)                               \
-    X(OK, 0, "success")                                 \
-    X(EINVAL, -1, "invalid argument")                   \
-    X(ENOMEM, -2, "out of memory")                      \
-    X(ENOBUF, -3, "output buffer too small")            \
-    X(ETRUNCATED, -4, "input ends too early")           \
-    X(EVARINT, -5, "malformed unsigned varint")         \
-    X(EMULTIBASE, -6, "malformed multibase text")       \
-    X(EMULTIHASH, -7, "malformed multihash")            \
-    X(ECID, -8, "malformed CID")                        \
-    X(EMULTIADDR, -9, "malformed multiaddr")            \
-    X(EPROTOUNKNOWN, -10, "unknown multiaddr protocol") \
-    X(EKEY, -11, "malformed key")                       \
-    X(EKEYTYPE, -12, "unsupported key type")            \
-    X(ESIGNATURE, -13, "signature verification failed") \
-    X(EPEERID, -14, "malformed peer ID")                \
-    X(ECRYPTO, -15, "cryptographic library failure")    \
-    X(EIO, -16, "I/O error")                            \
-    X(EEXIST, -17, "already exists")                    \
-    X(ENOENT, -18, "not found")                         \
-    X(EPROTOBUF, -19, "malformed protobuf message")     \
-    X(ELIMIT, -20, "exceeds a limit")                   \
-    X(EAGAIN, -21, "try again")                         \
-    X(ECLOSED, -22, "closed")                           \
-    X(EPERM, -23, "permission denied")                  \
-    X(EUNSUPPORTED, -24, "not supported")
+#define RINGP2P_ERRORS(X)                                                 \
+    X(OK, 0, "success")                                                   \
+    X(EINVAL, -1, "invalid argument")                                     \
+    X(ENOMEM, -2, "out of memory")                                        \
+    X(ENOBUF, -3, "output buffer too small")                              \
+    X(ETRUNCATED, -4, "input ends too early")                             \
+    X(EVARINT, -5, "malformed unsigned varint")                           \
+    X(EMULTIBASE, -6, "malformed multibase text")                         \
+    X(EMULTIHASH, -7, "malformed multihash")                              \
+    X(ECID, -8, "malformed CID")                                          \
+    X(EMULTIADDR, -9, "malformed multiaddr")                              \
+    X(EPROTOUNKNOWN, -10, "unknown multiaddr protocol")                   \
+    X(EKEY, -11, "malformed key")                                         \
+    X(EKEYTYPE, -12, "unsupported key type")                              \
+    X(ESIGNATURE, -13, "signature verification failed")                   \
+    X(EPEERID, -14, "malformed peer ID")                                  \
+    X(ECRYPTO, -15, "cryptographic library failure")                      \
+    X(EIO, -16, "I/O error")                                              \
+    X(EEXIST, -17, "already exists")                                      \
+    X(ENOENT, -18, "not found")                                           \
+    X(EPROTOBUF, -19, "malformed protobuf message")                       \
+    X(ELIMIT, -20, "exceeds a limit")                                     \
+    X(EAGAIN, -21, "try again")                                           \
+    X(ECLOSED, -22, "closed")                                             \
+    X(EPERM, -23, "permission denied")                                    \
+    X(EUNSUPPORTED, -24, "not supported")                                 \
+    X(ECONNREFUSED, -25, "connection refused")                            \
+    X(ECONNRESET, -26, "connection reset by peer")                        \
+    X(ETIMEDOUT, -27, "timed out")                                        \
+    X(EMFILE, -28, "too many open files")                                 \
+    X(EADDRINUSE, -29, "address in use")                                  \
+    X(EUNREACHABLE, -30, "network or host unreachable")                   \
+    X(ECANCELED, -31, "canceled")                                         \
+    X(EPROTOCOL, -32, "protocol violation by peer")                       \
+    X(ENEGOTIATION, -33, "no common protocol")                            \
+    X(EAUTH, -34, "message authentication failed")                        \
+    X(EPEERMISMATCH, -35, "remote peer ID differs from the expected one") \
+    X(ESTREAMRESET, -36, "stream reset")                                  \
+    X(EGOAWAY, -37, "session ended by the peer (go-away)")
 
 enum ringp2p_error {
 #define RINGP2P_ERROR_ENUM_(name, value, msg) RINGP2P_##name = (value),
