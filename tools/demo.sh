@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: what ringp2p can do today, run for real on this machine.
-# The main job (two nodes transferring data) needs the runtime, security and
-# muxer layers, which are not built yet; this script says so instead of faking it.
+# The main job (two nodes transferring data) needs the host layer, which is not
+# built yet; this script says so instead of faking it.
 set -euo pipefail
 tool=${1:-build/ringp2p}
 tmp=$(mktemp -d)
@@ -15,9 +15,10 @@ run() {
 }
 
 echo "ringp2p $("$tool" --version | awk '{print $2}'): libp2p in C11 on io_uring."
-echo "Built so far: keys and peer IDs, multiaddrs (the foundation). Not yet built: the io_uring"
-echo "runtime, transports, security, muxers and protocols, so no two nodes talk yet; this demo"
-echo "shows identities and addresses only."
+echo "Built so far: keys and peer IDs, multiaddrs, the io_uring runtime with its TCP transport, and"
+echo "the protocol cores (multistream-select, Noise, yamux, identify, ping), each tested on its own."
+echo "Not built yet: the host that joins them into libp2p connections, so no two nodes talk yet."
+echo "This demo shows identities and addresses only."
 
 say "1. A fresh identity of each key type, written as libp2p protobuf key files (mode 0600)"
 for t in ed25519 secp256k1 ecdsa rsa; do
