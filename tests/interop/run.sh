@@ -1,19 +1,39 @@
 #!/usr/bin/env bash
 # Cross-checks of ringp2p against js-libp2p (versions pinned in package-lock.json, run on the
 # Node 22 that the `node` npm package installs locally).
-# Usage: run.sh RINGP2P_BIN INTEROP_BIN_DIR [-v] [--filter TEXT]
+# Usage: run.sh RINGP2P_BIN INTEROP_BIN_DIR [--suite interop|host] [-v] [--filter TEXT]
 # Installs node_modules with `npm ci` when it is missing or older than the lock file (the
 # npm registry is the only network it uses), then runs interop.mjs, whose last line is
-# "interop: N passed, N failed".
+# "interop: N passed, N failed", or with `--suite host` host.mjs (the ringp2p host against
+# js-libp2p peers: listen, ping, identify, stream), whose last line is
+# "host-interop: N passed, N failed".
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
-    echo "usage: $0 RINGP2P_BIN INTEROP_BIN_DIR [-v] [--filter TEXT]" >&2
+    echo "usage: $0 RINGP2P_BIN INTEROP_BIN_DIR [--suite interop|host] [-v] [--filter TEXT]" >&2
     exit 2
 fi
 bin=$(realpath "$1")
 dir=$(realpath "$2")
 shift 2
+suite=interop
+args=()
+while [ $# -gt 0 ]; do
+    if [ "$1" = --suite ] && [ $# -ge 2 ]; then
+        suite=$2
+        shift 2
+    else
+        args+=("$1")
+        shift
+    fi
+done
+case $suite in
+interop | host) ;;
+*)
+    echo "$0: unknown suite '$suite' (interop, host)" >&2
+    exit 2
+    ;;
+esac
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
 
@@ -40,4 +60,7 @@ if ! version=$("$node" --version 2>/dev/null) || [ "${version%%.*}" != v22 ]; th
     exit 1
 fi
 
-exec "$node" interop.mjs "$bin" "$dir" "$@"
+if [ "$suite" = host ]; then
+    exec "$node" host.mjs "$bin" ${args[@]+"${args[@]}"}
+fi
+exec "$node" interop.mjs "$bin" "$dir" ${args[@]+"${args[@]}"}
