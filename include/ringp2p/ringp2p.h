@@ -13,6 +13,7 @@
 #include "ringp2p/key.h"
 #include "ringp2p/log.h"
 #include "ringp2p/multiaddr.h"
+#include "ringp2p/node.h"
 
 #ifdef __cplusplus
 extern "C" {

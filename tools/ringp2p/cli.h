@@ -58,5 +58,9 @@ ssize_t hex_decode(const char *src, uint8_t *dst, size_t cap);
 int cmd_keygen(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, size_t nargs);
 int cmd_id(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, size_t nargs);
 int cmd_addr(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, size_t nargs);
+int cmd_listen(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, size_t nargs);
+int cmd_ping(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, size_t nargs);
+int cmd_identify(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, size_t nargs);
+int cmd_stream(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, size_t nargs);
 
 #endif

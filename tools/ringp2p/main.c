@@ -26,6 +26,32 @@ static cli_flag addr_flags[] = {
       false },
 };
 
+#define DIAL_FLAGS                                                                            \
+    { "key", true, "identity key file (default: a fresh Ed25519 key)", NULL, false },         \
+        { "security", true, "security protocols, comma-separated (noise)", NULL, false },     \
+        { "muxer", true, "stream muxers, comma-separated (yamux)", NULL, false },             \
+        { "timeout", true, "seconds for the dial, upgrade and each reply (default 10)", NULL, \
+          false },                                                                            \
+    {                                                                                         \
+        "json", false, "JSON lines on stdout", NULL, false                                    \
+    }
+
+static cli_flag listen_flags[] = {
+    DIAL_FLAGS,
+    { "listen", true, "listen multiaddr; repeat or comma-separate (default /ip4/127.0.0.1/tcp/0)",
+      NULL, false },
+    { "shards", true, "shard threads (default: one per CPU)", NULL, false },
+};
+
+static cli_flag ping_flags[] = {
+    DIAL_FLAGS,
+    { "count", true, "pings to send (default 3)", NULL, false },
+    { "interval", true, "seconds between pings (default 1)", NULL, false },
+};
+
+static cli_flag identify_flags[] = { DIAL_FLAGS };
+static cli_flag stream_flags[] = { DIAL_FLAGS };
+
 #define NFLAGS(a) (sizeof(a) / sizeof((a)[0]))
 
 static const cli_cmd commands[] = {
@@ -40,6 +66,22 @@ static const cli_cmd commands[] = {
       "Parses a multiaddr and prints its canonical text, its binary form in hex and its\n"
       "components. A bad address exits 1 with the reason on stderr.",
       cmd_addr, addr_flags, NFLAGS(addr_flags), 0, 1 },
+    { "listen",
+      "listen [--key FILE] [--listen MADDR]... [--security LIST] [--muxer LIST] [--shards N] "
+      "[--json]",
+      "Runs a node serving identify (+push), ping and echo until SIGINT or SIGTERM.\n"
+      "With --json the first line is {\"event\":\"ready\",...}, then one line per event.",
+      cmd_listen, listen_flags, NFLAGS(listen_flags), 0, 0 },
+    { "ping", "ping MADDR [--count N] [--interval SEC] [--json] [--key FILE] [--timeout SEC]",
+      "Pings a peer over /ipfs/ping/1.0.0; exits 0 only if every ping was answered.", cmd_ping,
+      ping_flags, NFLAGS(ping_flags), 1, 1 },
+    { "identify", "identify MADDR [--json] [--key FILE] [--timeout SEC]",
+      "Asks a peer for its identify record and prints it.", cmd_identify, identify_flags,
+      NFLAGS(identify_flags), 1, 1 },
+    { "stream", "stream MADDR PROTOCOL [--key FILE] [--timeout SEC]",
+      "netcat for libp2p: stdin into a new stream (half-closed at EOF), the stream to stdout.\n"
+      "Exits 0 only if the stream ended cleanly.",
+      cmd_stream, stream_flags, NFLAGS(stream_flags), 2, 2 },
 };
 
 static void usage(FILE *out)
@@ -84,6 +126,22 @@ int main(int argc, char **argv)
         int r = cli_parse(cmd, argc - 2, argv + 2, args, &nargs);
         if (r < 0) return CLI_OK; /* --help was printed */
         if (r > 0) return r;
+        /* --listen may repeat: join every value with commas (cli_parse keeps the last). */
+        char joined[4096] = "";
+        if (cmd->run == cmd_listen) {
+            for (int a = 2; a < argc; a++) {
+                const char *v = NULL;
+                if (strcmp(argv[a], "--") == 0) break;
+                if (strcmp(argv[a], "--listen") == 0 && a + 1 < argc)
+                    v = argv[++a];
+                else if (strncmp(argv[a], "--listen=", 9) == 0)
+                    v = argv[a] + 9;
+                if (v == NULL) continue;
+                size_t l = strlen(joined);
+                snprintf(joined + l, sizeof(joined) - l, "%s%s", l ? "," : "", v);
+            }
+            if (joined[0] != 0) cli_flag_get(cmd->flags, cmd->nflags, "listen")->value = joined;
+        }
         return cmd->run(cmd, cmd->flags, cmd->nflags, args, nargs);
     }
     fprintf(stderr, "ringp2p: unknown command '%s'\n\n", argv[1]);

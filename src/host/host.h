@@ -1,0 +1,214 @@
+/*
+ * The host: the libp2p connection pipeline and the stream layer on the
+ * sharded runtime (DESIGN.md sections 4 and 6; include/ringp2p/node.h is the
+ * public face). Internal to src/host; nothing here is public API.
+ *
+ * Pipeline of one connection, all on the shard that owns it:
+ *   TCP (runtime) -> multistream-select "/noise" (plaintext)
+ *     -> Noise XX handshake (expected peer from the dialed /p2p/)
+ *     -> muxer: Noise early negotiation when both sides offered muxers,
+ *        else multistream-select "/yamux/1.0.0" inside Noise
+ *     -> yamux -> per stream multistream-select -> handler / open callback.
+ *
+ * Receive: in the upgrade phases bytes are copied into a small buffer
+ * (handshake messages are tiny). Once Noise is done, transport frames are
+ * opened in place in the runtime's receive buffer; a frame cut by the end of
+ * a receive is copied into a per-connection reassembly buffer and opened
+ * there. Stream payload reaches on_data as views into those buffers; a paused
+ * stream keeps its payload by holding the receive buffer (rp_rbuf_hold) or,
+ * for bytes in the reassembly buffer, by a copy.
+ *
+ * Send: stream writes are referenced by yamux; a write marks its connection
+ * dirty and puts it on the shard's flush list; one self-posted message per
+ * loop turn seals every dirty connection's pending yamux output in one pass
+ * (Noise records of up to 64 KiB) and hands the ciphertext to the runtime
+ * by reference (rp_conn_send_ref). The message runs in step 1 of the next
+ * turn and the runtime gathers the sends in step 4 of the same turn.
+ *
+ * Shared state: the node-wide peer directory (peer -> shard, connection id)
+ * and the handler table master copy, both behind one mutex (not on the
+ * datapath: touched once per connection, per dial and per handler change).
+ * Each shard has its own reference to an immutable handler table, replaced by
+ * a message when the table changes.
+ */
+#ifndef RP_HOST_HOST_H
+#define RP_HOST_HOST_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/log.h"
+#include "multistream/multistream.h"
+#include "muxer/yamux.h"
+#include "ringp2p/node.h"
+#include "runtime/conn.h"
+#include "runtime/runtime.h"
+#include "runtime/timer.h"
+#include "security/noise.h"
+
+/* Listen addresses a config holds. */
+#define RP_HOST_LISTEN_MAX 16
+/* Upgrade-phase bytes buffered (multistream lines and Noise handshake frames). */
+#define RP_HOST_PRE_MAX (2 * RP_NOISE_FRAME_MAX)
+/* Plaintext sealed per batch (several full Noise records); the seal loop repeats. */
+#define RP_HOST_SEAL_BATCH (4 * (size_t)RP_NOISE_PLAINTEXT_MAX)
+/* yamux iovs and header room per seal batch. */
+#define RP_HOST_SEAL_IOV 256
+/* Defaults of the ringp2p_limit values (node.h). */
+#define RP_HOST_DIAL_TIMEOUT_MS_DEFAULT        10000u
+#define RP_HOST_STREAM_WRITE_HIGH_DEFAULT      (1u << 20)
+#define RP_HOST_NEGOTIATION_TIMEOUT_MS_DEFAULT 10000u
+#define RP_HOST_CONNECTIONS_DEFAULT            100000u
+/* Copy buffer size of ringp2p_stream_write (small writes coalesce into one). */
+#define RP_HOST_WCHUNK 16384
+/* Identify response we buffer (the identify core's stream limit). */
+#define RP_HOST_MUXERS_MAX 4
+
+typedef struct rp_hshard rp_hshard;
+typedef struct rp_hconn rp_hconn;
+typedef struct rp_hopen rp_hopen;
+
+/* An immutable handler table; shards hold references. */
+typedef struct rp_htable {
+    atomic_int refs;
+    size_t n;
+    const char **names; /* the strings are owned by the table */
+    ringp2p_stream_handler *fns;
+    void **ctxs;
+} rp_htable;
+
+rp_htable *rp_htable_ref(rp_htable *t);
+void rp_htable_unref(rp_htable *t);
+/* Index of `proto` in t, or -1. */
+int rp_htable_find(const rp_htable *t, const char *proto, size_t len);
+
+struct ringp2p_config {
+    ringp2p_privkey *key;
+    size_t nlisten;
+    char *listen[RP_HOST_LISTEN_MAX];
+    bool sec_noise;
+    size_t nmux;
+    const char *muxers[RP_HOST_MUXERS_MAX];
+    unsigned shards;
+    uint64_t limits[RINGP2P_LIMIT_NEGOTIATION_TIMEOUT_MS + 1];
+    ringp2p_log_level log_level;
+    ringp2p_log_sink log_sink;
+    void *log_ctx;
+    ringp2p_event_fn ev_fn;
+    void *ev_ctx;
+};
+
+/* A directory entry: where the connection to a peer lives. */
+typedef struct rp_hdir {
+    ringp2p_peer_id peer;
+    unsigned shard;
+    uint64_t conn_id;
+} rp_hdir;
+
+struct ringp2p_node {
+    ringp2p_privkey *key;
+    ringp2p_peer_id id;
+    uint8_t *pubkey_pb;
+    size_t pubkey_pb_len;
+    ringp2p_config cfg; /* copied strings */
+    rp_logger log;
+    rp_runtime *rt;
+    unsigned nshards;
+    rp_hshard **shards;
+    size_t nlisteners;
+    rp_listener *listeners[RP_HOST_LISTEN_MAX];
+    size_t naddrs;
+    uint8_t *addrs[RP_HOST_LISTEN_MAX]; /* resolved, binary, without /p2p */
+    size_t addr_len[RP_HOST_LISTEN_MAX];
+    uint8_t *record; /* signed peer record (envelope) */
+    size_t record_len;
+    atomic_bool started, stopped;
+    atomic_uint next_dial_shard;
+
+    pthread_mutex_t mu; /* guards everything below */
+    rp_htable *handlers;
+    rp_hdir *dir;
+    size_t ndir, capdir;
+};
+
+/* Per-shard host state; touched only by its shard (after start). */
+struct rp_hshard {
+    ringp2p_node *node;
+    unsigned idx;
+    rp_shard *sh;
+    rp_hconn *conns;
+    rp_hconn *flush_list;
+    bool flush_posted;
+    bool stopping;
+    rp_htable *handlers;
+    /* Scratch for one seal batch. */
+    uint8_t hdr[RP_HOST_SEAL_IOV * RP_YAMUX_HEADER_LEN];
+    rp_iov iov[RP_HOST_SEAL_IOV];
+};
+
+/* A request for a stream, travelling to the shard that will serve it. */
+struct rp_hopen {
+    rp_hopen *next;
+    ringp2p_node *node;
+    uint8_t *addr; /* binary multiaddr (owned) */
+    size_t addr_len;
+    bool has_peer;
+    ringp2p_peer_id peer;
+    char **protos; /* owned */
+    size_t nprotos;
+    ringp2p_open_fn fn;
+    void *ctx;
+    uint64_t conn_id; /* directory hint, 0 none */
+};
+
+/* node.c */
+void rp_host_dir_add(ringp2p_node *n, const ringp2p_peer_id *peer, unsigned shard, uint64_t id);
+void rp_host_dir_remove(ringp2p_node *n, uint64_t id);
+void rp_host_emit(ringp2p_node *n, ringp2p_event_type type, const ringp2p_conn_info *ci, int err,
+                  const char *agent);
+uint64_t rp_host_limit(const ringp2p_node *n, ringp2p_limit which);
+void rp_hopen_free(rp_hopen *o);
+/* Fails the request on the current shard: fn(node, NULL, err, ei). */
+void rp_hopen_fail(rp_hopen *o, int err, const ringp2p_errinfo *ei);
+/* Runs an open request on shard hs (reuse or dial). */
+void rp_host_open_on_shard(rp_hshard *hs, rp_hopen *o);
+
+/* hconn.c */
+int rp_hconn_accept(rp_hshard *hs, rp_conn *c);
+int rp_hconn_dial(rp_hshard *hs, rp_hopen *o);
+rp_hconn *rp_hconn_find(rp_hshard *hs, uint64_t id);
+void rp_hconn_open_stream(rp_hconn *hc, rp_hopen *o);
+void rp_hshard_close_all(rp_hshard *hs);
+/* A live or upgrading connection to `peer` on this shard (for reuse), or NULL. */
+rp_hconn *rp_hshard_find_peer(rp_hshard *hs, const ringp2p_peer_id *peer);
+/* hc's remote address, binary (NULL when unknown); owned by hc. */
+const uint8_t *rp_hconn_remote_bin(const rp_hconn *hc, size_t *len);
+/* Every ready connection on the shard, for identify push. */
+void rp_hshard_push_identify(rp_hshard *hs);
+
+/* builtin.c */
+void rp_host_identify_start(ringp2p_node *n, rp_hconn *hc);
+void rp_host_identify_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx);
+void rp_host_push_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx);
+void rp_host_ping_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx);
+void rp_host_echo_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx);
+/* Opens an identify push stream on hc. */
+void rp_host_push_start(ringp2p_node *n, rp_hconn *hc);
+/* Our identify message (length-prefixed) for a connection with observed address obs. */
+ssize_t rp_host_identify_msg(ringp2p_node *n, const uint8_t *obs, size_t obs_len, uint8_t *dst,
+                             size_t cap);
+
+/* The connection's info struct, and a stream's connection (for builtins). */
+const ringp2p_conn_info *rp_hconn_info(const rp_hconn *hc);
+rp_hconn *rp_stream_hconn(const ringp2p_stream *s);
+ringp2p_node *rp_stream_node(const ringp2p_stream *s);
+/* Opens an internal stream (no directory round trip) speaking `proto`. */
+int rp_hconn_open_internal(rp_hconn *hc, const char *proto, ringp2p_open_fn fn, void *ctx);
+/* Stores the agent version learnt by identify (copied). */
+void rp_hconn_set_agent(rp_hconn *hc, const uint8_t *agent, size_t len);
+const char *rp_hconn_agent(const rp_hconn *hc);
+
+#endif

@@ -1,0 +1,704 @@
+/*
+ * The node: configuration, start/stop, the handler table, the peer
+ * directory and stream requests from any thread (include/ringp2p/node.h).
+ *
+ * Limits (ringp2p_limit), with defaults:
+ *   DIAL_TIMEOUT_MS         10000: TCP connect + security + muxer, one deadline
+ *   STREAMS_INBOUND         1000 (yamux default): concurrent inbound streams per connection
+ *   STREAMS_UNACKED         256 (yamux default): inbound streams not yet accepted
+ *   STREAM_WINDOW_MAX       16 MiB (yamux default): receive window ceiling
+ *   STREAM_WRITE_HIGH       1 MiB: bytes queued on a stream before writes return EAGAIN;
+ *                           on_writable follows when it falls to half
+ *   CONNECTIONS             100000: not enforced yet
+ *   NEGOTIATION_TIMEOUT_MS  10000: not enforced yet (streams end with their connection)
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/error.h"
+#include "crypto/key.h"
+#include "host/host.h"
+#include "multiformats/multiaddr.h"
+#include "protocols/identify.h"
+#include "protocols/peer_record.h"
+#include "protocols/ping.h"
+#include "transport/tcp.h"
+
+#define ECHO_PROTOCOL_ID "/echo/1.0.0"
+
+/* ---- handler tables ----------------------------------------------------------------------- */
+
+rp_htable *rp_htable_ref(rp_htable *t)
+{
+    atomic_fetch_add(&t->refs, 1);
+    return t;
+}
+
+static void htable_free(rp_htable *t)
+{
+    for (size_t i = 0; i < t->n; i++) free((void *)t->names[i]);
+    free(t->names);
+    free(t->fns);
+    free(t->ctxs);
+    free(t);
+}
+
+void rp_htable_unref(rp_htable *t)
+{
+    if (t != NULL && atomic_fetch_sub(&t->refs, 1) == 1) htable_free(t);
+}
+
+int rp_htable_find(const rp_htable *t, const char *proto, size_t len)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strlen(t->names[i]) == len && memcmp(t->names[i], proto, len) == 0) return (int)i;
+    return -1;
+}
+
+/* A copy of `old` with `proto` set to fn/ctx (fn NULL: removed). */
+static rp_htable *htable_with(const rp_htable *old, const char *proto, ringp2p_stream_handler fn,
+                              void *ctx)
+{
+    rp_htable *t = calloc(1, sizeof(*t));
+    size_t cap = (old != NULL ? old->n : 0) + 1;
+    if (t == NULL) return NULL;
+    atomic_init(&t->refs, 1);
+    t->names = calloc(cap, sizeof(*t->names));
+    t->fns = calloc(cap, sizeof(*t->fns));
+    t->ctxs = calloc(cap, sizeof(*t->ctxs));
+    if (t->names == NULL || t->fns == NULL || t->ctxs == NULL) goto fail;
+    bool done = false;
+    for (size_t i = 0; old != NULL && i < old->n; i++) {
+        bool same = strcmp(old->names[i], proto) == 0;
+        if (same && fn == NULL) continue;
+        t->names[t->n] = strdup(old->names[i]);
+        if (t->names[t->n] == NULL) goto fail;
+        t->fns[t->n] = same ? fn : old->fns[i];
+        t->ctxs[t->n] = same ? ctx : old->ctxs[i];
+        done |= same;
+        t->n++;
+    }
+    if (!done && fn != NULL) {
+        t->names[t->n] = strdup(proto);
+        if (t->names[t->n] == NULL) goto fail;
+        t->fns[t->n] = fn;
+        t->ctxs[t->n] = ctx;
+        t->n++;
+    }
+    return t;
+fail:
+    htable_free(t);
+    return NULL;
+}
+
+/* ---- config ------------------------------------------------------------------------------- */
+
+RINGP2P_API ringp2p_config *ringp2p_config_new(void)
+{
+    ringp2p_config *cfg = calloc(1, sizeof(*cfg));
+    if (cfg == NULL) return NULL;
+    cfg->sec_noise = true;
+    cfg->nmux = 1;
+    cfg->muxers[0] = RP_YAMUX_PROTOCOL_ID;
+    cfg->log_level = RINGP2P_LOG_WARN;
+    return cfg;
+}
+
+RINGP2P_API void ringp2p_config_free(ringp2p_config *cfg)
+{
+    if (cfg == NULL) return;
+    ringp2p_privkey_free(cfg->key);
+    for (size_t i = 0; i < cfg->nlisten; i++) free(cfg->listen[i]);
+    free(cfg);
+}
+
+static int key_dup(const ringp2p_privkey *key, ringp2p_privkey **out)
+{
+    uint8_t buf[4096];
+    ssize_t n = ringp2p_privkey_to_protobuf(key, buf, sizeof(buf));
+    if (n < 0) return (int)n;
+    int r = ringp2p_privkey_from_protobuf(buf, (size_t)n, out, NULL);
+    memset(buf, 0, sizeof(buf));
+    return r;
+}
+
+RINGP2P_API int ringp2p_config_identity(ringp2p_config *cfg, const ringp2p_privkey *key)
+{
+    ringp2p_privkey *k;
+    int r = key_dup(key, &k);
+    if (r < 0) return r;
+    ringp2p_privkey_free(cfg->key);
+    cfg->key = k;
+    return 0;
+}
+
+RINGP2P_API int ringp2p_config_listen(ringp2p_config *cfg, const char *maddr, ringp2p_errinfo *ei)
+{
+    ringp2p_multiaddr *ma;
+    int r = ringp2p_multiaddr_parse(maddr, &ma, ei);
+    if (r < 0) return r;
+    size_t len;
+    const uint8_t *b = ringp2p_multiaddr_bytes(ma, &len);
+    bool ok = rp_tcp_matches(b, len);
+    ringp2p_multiaddr_free(ma);
+    if (!ok)
+        return rp_err(ei, RINGP2P_EUNSUPPORTED, "no transport for listen address %s (only TCP)",
+                      maddr);
+    if (cfg->nlisten == RP_HOST_LISTEN_MAX)
+        return rp_err(ei, RINGP2P_ELIMIT, "more than %d listen addresses", RP_HOST_LISTEN_MAX);
+    char *d = strdup(maddr);
+    if (d == NULL) return RINGP2P_ENOMEM;
+    cfg->listen[cfg->nlisten++] = d;
+    return 0;
+}
+
+/* Calls fn(name, len) for each comma-separated entry of list. */
+static int each_name(const char *list, ringp2p_errinfo *ei, const char *what,
+                     int (*fn)(ringp2p_config *, const char *, size_t, ringp2p_errinfo *),
+                     ringp2p_config *cfg)
+{
+    if (list == NULL || *list == 0) return rp_err(ei, RINGP2P_EINVAL, "empty %s list", what);
+    const char *p = list;
+    while (*p != 0) {
+        const char *c = strchr(p, ',');
+        size_t n = c != NULL ? (size_t)(c - p) : strlen(p);
+        while (n > 0 && *p == ' ') p++, n--;
+        while (n > 0 && p[n - 1] == ' ') n--;
+        int r = fn(cfg, p, n, ei);
+        if (r < 0) return r;
+        p += n;
+        while (*p == ' ') p++;
+        if (*p == ',') p++;
+    }
+    return 0;
+}
+
+static int sec_one(ringp2p_config *cfg, const char *n, size_t len, ringp2p_errinfo *ei)
+{
+    if (len == 5 && memcmp(n, "noise", 5) == 0) {
+        cfg->sec_noise = true;
+        return 0;
+    }
+    static const char *const later[] = { "tls", "signed", "plaintext" };
+    for (size_t i = 0; i < 3; i++)
+        if (strlen(later[i]) == len && memcmp(n, later[i], len) == 0)
+            return rp_err(ei, RINGP2P_EUNSUPPORTED, "security \"%.*s\" is not built yet", (int)len,
+                          n);
+    return rp_err(ei, RINGP2P_EUNSUPPORTED,
+                  "unknown security \"%.*s\" (known: noise, tls, signed, plaintext)", (int)len, n);
+}
+
+RINGP2P_API int ringp2p_config_security(ringp2p_config *cfg, const char *list, ringp2p_errinfo *ei)
+{
+    return each_name(list, ei, "security", sec_one, cfg);
+}
+
+static int mux_one(ringp2p_config *cfg, const char *n, size_t len, ringp2p_errinfo *ei)
+{
+    if (len == 5 && memcmp(n, "yamux", 5) == 0) {
+        cfg->muxers[0] = RP_YAMUX_PROTOCOL_ID;
+        cfg->nmux = 1;
+        return 0;
+    }
+    if (len == 5 && memcmp(n, "mplex", 5) == 0)
+        return rp_err(ei, RINGP2P_EUNSUPPORTED, "muxer \"mplex\" is not built yet");
+    return rp_err(ei, RINGP2P_EUNSUPPORTED, "unknown muxer \"%.*s\" (known: yamux, mplex)",
+                  (int)len, n);
+}
+
+RINGP2P_API int ringp2p_config_muxers(ringp2p_config *cfg, const char *list, ringp2p_errinfo *ei)
+{
+    return each_name(list, ei, "muxer", mux_one, cfg);
+}
+
+RINGP2P_API int ringp2p_config_shards(ringp2p_config *cfg, unsigned n)
+{
+    if (n > RP_RUNTIME_SHARDS_MAX) return RINGP2P_EINVAL;
+    cfg->shards = n;
+    return 0;
+}
+
+RINGP2P_API int ringp2p_config_limit(ringp2p_config *cfg, ringp2p_limit which, uint64_t value)
+{
+    if ((unsigned)which > RINGP2P_LIMIT_NEGOTIATION_TIMEOUT_MS) return RINGP2P_EINVAL;
+    cfg->limits[which] = value;
+    return 0;
+}
+
+RINGP2P_API void ringp2p_config_log(ringp2p_config *cfg, ringp2p_log_level level,
+                                    ringp2p_log_sink sink, void *ctx)
+{
+    cfg->log_level = level;
+    cfg->log_sink = sink;
+    cfg->log_ctx = ctx;
+}
+
+RINGP2P_API void ringp2p_config_events(ringp2p_config *cfg, ringp2p_event_fn fn, void *ctx)
+{
+    cfg->ev_fn = fn;
+    cfg->ev_ctx = ctx;
+}
+
+uint64_t rp_host_limit(const ringp2p_node *n, ringp2p_limit which)
+{
+    uint64_t v = n->cfg.limits[which];
+    if (v != 0) return v;
+    switch (which) {
+    case RINGP2P_LIMIT_DIAL_TIMEOUT_MS: return RP_HOST_DIAL_TIMEOUT_MS_DEFAULT;
+    case RINGP2P_LIMIT_STREAM_WRITE_HIGH: return RP_HOST_STREAM_WRITE_HIGH_DEFAULT;
+    case RINGP2P_LIMIT_NEGOTIATION_TIMEOUT_MS: return RP_HOST_NEGOTIATION_TIMEOUT_MS_DEFAULT;
+    case RINGP2P_LIMIT_CONNECTIONS: return RP_HOST_CONNECTIONS_DEFAULT;
+    case RINGP2P_LIMIT_STREAMS_INBOUND: return RP_YAMUX_MAX_INBOUND_STREAMS_DEFAULT;
+    case RINGP2P_LIMIT_STREAMS_UNACKED: return RP_YAMUX_ACCEPT_BACKLOG_DEFAULT;
+    case RINGP2P_LIMIT_STREAM_WINDOW_MAX: return RP_YAMUX_MAX_WINDOW_DEFAULT;
+    }
+    return 0;
+}
+
+/* ---- node --------------------------------------------------------------------------------- */
+
+RINGP2P_API int ringp2p_node_new(const ringp2p_config *cfg, ringp2p_node **out, ringp2p_errinfo *ei)
+{
+    ringp2p_node *n = calloc(1, sizeof(*n));
+    if (n == NULL) return RINGP2P_ENOMEM;
+    int r;
+    n->cfg = *cfg;
+    n->cfg.key = NULL;
+    for (size_t i = 0; i < cfg->nlisten; i++) n->cfg.listen[i] = NULL;
+    n->cfg.nlisten = 0;
+    pthread_mutex_init(&n->mu, NULL);
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        n->cfg.listen[i] = strdup(cfg->listen[i]);
+        if (n->cfg.listen[i] == NULL) {
+            r = RINGP2P_ENOMEM;
+            goto fail;
+        }
+        n->cfg.nlisten++;
+    }
+    r = cfg->key != NULL ? key_dup(cfg->key, &n->key)
+                         : ringp2p_privkey_generate(RINGP2P_KEY_ED25519, &n->key);
+    if (r < 0) {
+        rp_err(ei, r, "cannot set up the node's key");
+        goto fail;
+    }
+    const ringp2p_pubkey *pub = ringp2p_privkey_public(n->key);
+    ringp2p_peer_id_from_pubkey(pub, &n->id);
+    ssize_t pl = ringp2p_pubkey_to_protobuf(pub, NULL, 0);
+    if (pl <= 0) pl = 1024;
+    n->pubkey_pb = malloc((size_t)pl > 1024 ? (size_t)pl : 1024);
+    if (n->pubkey_pb == NULL) {
+        r = RINGP2P_ENOMEM;
+        goto fail;
+    }
+    pl = ringp2p_pubkey_to_protobuf(pub, n->pubkey_pb, (size_t)pl > 1024 ? (size_t)pl : 1024);
+    if (pl < 0) {
+        r = (int)pl;
+        goto fail;
+    }
+    n->pubkey_pb_len = (size_t)pl;
+    rp_logger_init(&n->log, cfg->log_level, cfg->log_sink, cfg->log_ctx);
+    static const struct {
+        const char *p;
+        ringp2p_stream_handler fn;
+    } builtins[] = {
+        { RP_IDENTIFY_PROTOCOL_ID, rp_host_identify_handler },
+        { RP_IDENTIFY_PUSH_PROTOCOL_ID, rp_host_push_handler },
+        { RP_PING_PROTOCOL_ID, rp_host_ping_handler },
+        { ECHO_PROTOCOL_ID, rp_host_echo_handler },
+    };
+    for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++) {
+        rp_htable *t = htable_with(n->handlers, builtins[i].p, builtins[i].fn, NULL);
+        if (t == NULL) {
+            r = RINGP2P_ENOMEM;
+            goto fail;
+        }
+        rp_htable_unref(n->handlers);
+        n->handlers = t;
+    }
+    *out = n;
+    return 0;
+fail:
+    ringp2p_node_free(n);
+    return r;
+}
+
+static void on_accept(rp_shard *sh, void *arg, rp_conn *c)
+{
+    ringp2p_node *n = arg;
+    rp_hconn_accept(n->shards[rp_shard_id(sh)], c);
+}
+
+static uint64_t unix_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+RINGP2P_API int ringp2p_node_start(ringp2p_node *n, ringp2p_errinfo *ei)
+{
+    if (atomic_exchange(&n->started, true)) return rp_err(ei, RINGP2P_EINVAL, "already started");
+    rp_runtime_config rc;
+    rp_runtime_config_default(&rc);
+    rc.nshards = n->cfg.shards;
+    rc.pin = false;
+    rc.log = &n->log;
+    int r = rp_runtime_new(&rc, &n->rt, ei);
+    if (r < 0) return r;
+    n->nshards = rp_runtime_nshards(n->rt);
+    n->shards = calloc(n->nshards, sizeof(*n->shards));
+    if (n->shards == NULL) return RINGP2P_ENOMEM;
+    for (unsigned i = 0; i < n->nshards; i++) {
+        rp_hshard *hs = calloc(1, sizeof(*hs));
+        if (hs == NULL) return RINGP2P_ENOMEM;
+        hs->node = n;
+        hs->idx = i;
+        hs->sh = rp_runtime_shard(n->rt, i);
+        pthread_mutex_lock(&n->mu);
+        hs->handlers = rp_htable_ref(n->handlers);
+        pthread_mutex_unlock(&n->mu);
+        n->shards[i] = hs;
+    }
+    for (size_t i = 0; i < n->cfg.nlisten; i++) {
+        ringp2p_multiaddr *ma;
+        r = ringp2p_multiaddr_parse(n->cfg.listen[i], &ma, ei);
+        if (r < 0) return r;
+        size_t len;
+        const uint8_t *b = ringp2p_multiaddr_bytes(ma, &len);
+        rp_listener *l;
+        r = rp_tcp_listen(n->rt, b, len, NULL, on_accept, n, &l, ei);
+        ringp2p_multiaddr_free(ma);
+        if (r < 0) return r;
+        n->listeners[n->nlisteners++] = l;
+        uint8_t buf[RP_TCP_MADDR_MAX];
+        ssize_t al = rp_tcp_listener_maddr(l, buf, sizeof(buf));
+        if (al > 0 && (n->addrs[n->naddrs] = malloc((size_t)al)) != NULL) {
+            memcpy(n->addrs[n->naddrs], buf, (size_t)al);
+            n->addr_len[n->naddrs++] = (size_t)al;
+        }
+    }
+    if (n->naddrs > 0) {
+        rp_iov v[RP_HOST_LISTEN_MAX];
+        for (size_t i = 0; i < n->naddrs; i++) v[i] = rp_iov_make(n->addrs[i], n->addr_len[i]);
+        uint8_t rec[4096];
+        ssize_t rl = rp_peer_record_seal(n->key, rp_peer_record_next_seq(unix_ns(), 0), v,
+                                         n->naddrs, rec, sizeof(rec), NULL);
+        if (rl > 0 && (n->record = malloc((size_t)rl)) != NULL) {
+            memcpy(n->record, rec, (size_t)rl);
+            n->record_len = (size_t)rl;
+        }
+    }
+    return 0;
+}
+
+/* A task posted from a thread outside the shards: retried while the inbox is full. */
+static int post_retry(ringp2p_node *n, unsigned to, rp_task_fn fn, void *arg)
+{
+    for (;;) {
+        int r = rp_runtime_post(n->rt, to, fn, arg);
+        if (r != RINGP2P_EAGAIN) return r;
+        usleep(100);
+    }
+}
+
+typedef struct stop_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned left;
+} stop_wait;
+
+typedef struct stop_arg {
+    ringp2p_node *node;
+    stop_wait *w;
+} stop_arg;
+
+static void stop_task(rp_shard *sh, void *arg)
+{
+    stop_arg *a = arg;
+    rp_hshard_close_all(a->node->shards[rp_shard_id(sh)]);
+    pthread_mutex_lock(&a->w->mu);
+    if (--a->w->left == 0) pthread_cond_signal(&a->w->cv);
+    pthread_mutex_unlock(&a->w->mu);
+}
+
+RINGP2P_API void ringp2p_node_stop(ringp2p_node *n)
+{
+    if (n == NULL || n->rt == NULL || atomic_exchange(&n->stopped, true)) return;
+    for (size_t i = 0; i < n->nlisteners; i++) rp_listener_close(n->listeners[i]);
+    stop_wait w = { .left = n->nshards };
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    stop_arg *args = calloc(n->nshards, sizeof(*args));
+    for (unsigned i = 0; args != NULL && i < n->nshards; i++) {
+        args[i].node = n;
+        args[i].w = &w;
+        if (post_retry(n, i, stop_task, &args[i]) != 0) {
+            pthread_mutex_lock(&w.mu);
+            w.left--;
+            pthread_mutex_unlock(&w.mu);
+        }
+    }
+    pthread_mutex_lock(&w.mu);
+    while (args != NULL && w.left > 0) pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    rp_runtime_stop(n->rt);
+    free(args);
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+}
+
+RINGP2P_API void ringp2p_node_free(ringp2p_node *n)
+{
+    if (n == NULL) return;
+    ringp2p_node_stop(n);
+    rp_runtime_free(n->rt);
+    for (unsigned i = 0; n->shards != NULL && i < n->nshards; i++) {
+        if (n->shards[i] == NULL) continue;
+        rp_htable_unref(n->shards[i]->handlers);
+        free(n->shards[i]);
+    }
+    free(n->shards);
+    for (size_t i = 0; i < n->naddrs; i++) free(n->addrs[i]);
+    for (size_t i = 0; i < n->cfg.nlisten; i++) free(n->cfg.listen[i]);
+    free(n->record);
+    free(n->pubkey_pb);
+    ringp2p_privkey_free(n->key);
+    rp_htable_unref(n->handlers);
+    free(n->dir);
+    pthread_mutex_destroy(&n->mu);
+    free(n);
+}
+
+RINGP2P_API const ringp2p_peer_id *ringp2p_node_id(const ringp2p_node *n)
+{
+    return &n->id;
+}
+
+RINGP2P_API size_t ringp2p_node_addrs(ringp2p_node *n, ringp2p_multiaddr **out, size_t max)
+{
+    const rp_maddr_proto *p2p = rp_maddr_proto_by_code(RINGP2P_P_P2P);
+    for (size_t i = 0; i < n->naddrs && i < max; i++) {
+        uint8_t buf[RP_TCP_MADDR_MAX + 64];
+        memcpy(buf, n->addrs[i], n->addr_len[i]);
+        ssize_t c = rp_maddr_put_component(p2p, n->id.bytes, n->id.len, buf + n->addr_len[i],
+                                           sizeof(buf) - n->addr_len[i], NULL);
+        out[i] = NULL;
+        if (c > 0) ringp2p_multiaddr_from_bytes(buf, n->addr_len[i] + (size_t)c, &out[i], NULL);
+    }
+    return n->naddrs;
+}
+
+/* ---- handlers ----------------------------------------------------------------------------- */
+
+typedef struct install_arg {
+    rp_hshard *hs;
+    rp_htable *t;
+} install_arg;
+
+static void install_run(rp_shard *sh, void *arg)
+{
+    install_arg *a = arg;
+    (void)sh;
+    rp_htable_unref(a->hs->handlers);
+    a->hs->handlers = a->t;
+    if (!a->hs->stopping) rp_hshard_push_identify(a->hs);
+    free(a);
+}
+
+static int set_handler(ringp2p_node *n, const char *protocol, ringp2p_stream_handler fn, void *ctx)
+{
+    if (protocol == NULL || *protocol == 0 || strlen(protocol) > RP_MSS_PROTO_MAX)
+        return RINGP2P_EINVAL;
+    pthread_mutex_lock(&n->mu);
+    if (fn == NULL && rp_htable_find(n->handlers, protocol, strlen(protocol)) < 0) {
+        pthread_mutex_unlock(&n->mu);
+        return RINGP2P_ENOENT;
+    }
+    rp_htable *t = htable_with(n->handlers, protocol, fn, ctx);
+    if (t == NULL) {
+        pthread_mutex_unlock(&n->mu);
+        return RINGP2P_ENOMEM;
+    }
+    rp_htable_unref(n->handlers);
+    n->handlers = t;
+    bool live = n->shards != NULL && !atomic_load(&n->stopped);
+    for (unsigned i = 0; live && i < n->nshards; i++) {
+        install_arg *a = malloc(sizeof(*a));
+        if (a == NULL) continue;
+        a->hs = n->shards[i];
+        a->t = rp_htable_ref(t);
+        if (post_retry(n, i, install_run, a) != 0) {
+            rp_htable_unref(a->t);
+            free(a);
+        }
+    }
+    pthread_mutex_unlock(&n->mu);
+    return 0;
+}
+
+RINGP2P_API int ringp2p_node_set_stream_handler(ringp2p_node *n, const char *protocol,
+                                                ringp2p_stream_handler fn, void *ctx)
+{
+    if (fn == NULL) return RINGP2P_EINVAL;
+    return set_handler(n, protocol, fn, ctx);
+}
+
+RINGP2P_API int ringp2p_node_remove_stream_handler(ringp2p_node *n, const char *protocol)
+{
+    return set_handler(n, protocol, NULL, NULL);
+}
+
+/* ---- directory and events ----------------------------------------------------------------- */
+
+void rp_host_dir_add(ringp2p_node *n, const ringp2p_peer_id *peer, unsigned shard, uint64_t id)
+{
+    pthread_mutex_lock(&n->mu);
+    if (n->ndir == n->capdir) {
+        size_t cap = n->capdir ? n->capdir * 2 : 16;
+        rp_hdir *d = realloc(n->dir, cap * sizeof(*d));
+        if (d == NULL) {
+            pthread_mutex_unlock(&n->mu);
+            return;
+        }
+        n->dir = d;
+        n->capdir = cap;
+    }
+    n->dir[n->ndir++] = (rp_hdir){ *peer, shard, id };
+    pthread_mutex_unlock(&n->mu);
+}
+
+void rp_host_dir_remove(ringp2p_node *n, uint64_t id)
+{
+    pthread_mutex_lock(&n->mu);
+    for (size_t i = 0; i < n->ndir; i++)
+        if (n->dir[i].conn_id == id) {
+            n->dir[i] = n->dir[--n->ndir];
+            break;
+        }
+    pthread_mutex_unlock(&n->mu);
+}
+
+void rp_host_emit(ringp2p_node *n, ringp2p_event_type type, const ringp2p_conn_info *ci, int err,
+                  const char *agent)
+{
+    if (n->cfg.ev_fn == NULL) return;
+    ringp2p_event ev = { .type = type, .conn = ci, .err = err, .agent_version = agent };
+    n->cfg.ev_fn(n, &ev, n->cfg.ev_ctx);
+}
+
+/* ---- stream requests ---------------------------------------------------------------------- */
+
+void rp_hopen_free(rp_hopen *o)
+{
+    if (o == NULL) return;
+    free(o->addr);
+    for (size_t i = 0; i < o->nprotos; i++) free(o->protos[i]);
+    free(o->protos);
+    free(o);
+}
+
+void rp_hopen_fail(rp_hopen *o, int err, const ringp2p_errinfo *ei)
+{
+    ringp2p_errinfo tmp;
+    if (ei == NULL) {
+        tmp.code = err;
+        snprintf(tmp.msg, sizeof(tmp.msg), "%s", ringp2p_strerror(err));
+        ei = &tmp;
+    }
+    if (o->fn != NULL) o->fn(o->node, NULL, err, ei, o->ctx);
+    rp_hopen_free(o);
+}
+
+void rp_host_open_on_shard(rp_hshard *hs, rp_hopen *o)
+{
+    if (hs->stopping) {
+        rp_hopen_fail(o, RINGP2P_ECLOSED, NULL);
+        return;
+    }
+    rp_hconn *hc = NULL;
+    if (o->conn_id != 0) hc = rp_hconn_find(hs, o->conn_id);
+    if (hc == NULL && o->has_peer) hc = rp_hshard_find_peer(hs, &o->peer);
+    if (hc != NULL) {
+        rp_hconn_open_stream(hc, o);
+        return;
+    }
+    if (o->addr_len == 0) {
+        rp_hopen_fail(o, RINGP2P_ECLOSED, NULL);
+        return;
+    }
+    rp_hconn_dial(hs, o);
+}
+
+static void open_task(rp_shard *sh, void *arg)
+{
+    rp_hopen *o = arg;
+    rp_host_open_on_shard(o->node->shards[rp_shard_id(sh)], o);
+}
+
+static unsigned peer_shard(const ringp2p_peer_id *p, unsigned nshards)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < p->len; i++) h = (h ^ p->bytes[i]) * 16777619u;
+    return h % nshards;
+}
+
+RINGP2P_API int ringp2p_node_new_stream(ringp2p_node *n, const ringp2p_multiaddr *addr,
+                                        const char *const *protocols, size_t np, ringp2p_open_fn fn,
+                                        void *ctx)
+{
+    if (n == NULL || addr == NULL || protocols == NULL || np == 0 || np > RP_MSS_MAX_ROUNDS ||
+        fn == NULL)
+        return RINGP2P_EINVAL;
+    if (!atomic_load(&n->started) || n->rt == NULL || atomic_load(&n->stopped))
+        return RINGP2P_ECLOSED;
+    size_t len;
+    const uint8_t *b = ringp2p_multiaddr_bytes(addr, &len);
+    if (!rp_tcp_matches(b, len)) return RINGP2P_EUNSUPPORTED;
+    for (size_t i = 0; i < np; i++)
+        if (protocols[i] == NULL || *protocols[i] == 0 || strlen(protocols[i]) > RP_MSS_PROTO_MAX)
+            return RINGP2P_EINVAL;
+    rp_hopen *o = calloc(1, sizeof(*o));
+    if (o == NULL) return RINGP2P_ENOMEM;
+    o->node = n;
+    o->fn = fn;
+    o->ctx = ctx;
+    o->addr = malloc(len);
+    o->protos = calloc(np, sizeof(char *));
+    if (o->addr == NULL || o->protos == NULL) goto nomem;
+    memcpy(o->addr, b, len);
+    o->addr_len = len;
+    for (size_t i = 0; i < np; i++) {
+        o->protos[i] = strdup(protocols[i]);
+        if (o->protos[i] == NULL) goto nomem;
+        o->nprotos++;
+    }
+    o->has_peer = ringp2p_multiaddr_peer_id(addr, &o->peer) == 0;
+    unsigned shard;
+    if (o->has_peer) {
+        shard = peer_shard(&o->peer, n->nshards);
+        pthread_mutex_lock(&n->mu);
+        for (size_t i = 0; i < n->ndir; i++)
+            if (ringp2p_peer_id_equal(&n->dir[i].peer, &o->peer)) {
+                shard = n->dir[i].shard;
+                o->conn_id = n->dir[i].conn_id;
+                break;
+            }
+        pthread_mutex_unlock(&n->mu);
+    } else {
+        shard = atomic_fetch_add(&n->next_dial_shard, 1) % n->nshards;
+    }
+    int r = post_retry(n, shard, open_task, o);
+    if (r < 0) {
+        o->fn = NULL;
+        rp_hopen_free(o);
+    }
+    return r;
+nomem:
+    o->fn = NULL;
+    rp_hopen_free(o);
+    return RINGP2P_ENOMEM;
+}

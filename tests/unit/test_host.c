@@ -1,0 +1,487 @@
+/*
+ * The host end to end over loopback: two or more in-process nodes with two
+ * shards each, Noise + yamux, streams checked byte for byte.
+ *
+ * Callbacks run on shard threads; they record what they saw in atomics and
+ * a mutex-protected waiter, and the test thread asserts after waiting.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ringp2p/node.h"
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+typedef struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+} waiter;
+
+static void w_init(waiter *w)
+{
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    w->done = 0;
+}
+
+static void w_signal(waiter *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->done++;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Waits until `n` signals or `ms` pass; returns the count seen. */
+static int w_wait(waiter *w, int n, int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+    pthread_mutex_lock(&w->mu);
+    while (w->done < n)
+        if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) != 0) break;
+    int d = w->done;
+    pthread_mutex_unlock(&w->mu);
+    return d;
+}
+
+typedef struct evlog {
+    _Atomic int connected, disconnected, identified;
+    _Atomic int agent_ok;
+    waiter w;
+} evlog;
+
+static void on_event(ringp2p_node *n, const ringp2p_event *ev, void *ctx)
+{
+    evlog *l = ctx;
+    (void)n;
+    if (ev->type == RINGP2P_EVENT_CONNECTED) l->connected++;
+    if (ev->type == RINGP2P_EVENT_DISCONNECTED) l->disconnected++;
+    if (ev->type == RINGP2P_EVENT_IDENTIFIED) {
+        l->identified++;
+        if (ev->agent_version != NULL && strcmp(ev->agent_version, "ringp2p/0.1.0") == 0)
+            l->agent_ok++;
+        w_signal(&l->w);
+    }
+}
+
+static ringp2p_node *mk_node(bool listen, evlog *log)
+{
+    ringp2p_config *cfg = ringp2p_config_new();
+    cr_assert_not_null(cfg);
+    ringp2p_errinfo ei;
+    if (listen) cr_assert_eq(ringp2p_config_listen(cfg, "/ip4/127.0.0.1/tcp/0", &ei), 0);
+    ringp2p_config_shards(cfg, 2);
+    if (log != NULL) {
+        w_init(&log->w);
+        ringp2p_config_events(cfg, on_event, log);
+    }
+    ringp2p_node *n;
+    cr_assert_eq(ringp2p_node_new(cfg, &n, &ei), 0, "%s", ei.msg);
+    ringp2p_config_free(cfg);
+    int r = ringp2p_node_start(n, &ei);
+    if (r == RINGP2P_EUNSUPPORTED) cr_skip_test("io_uring unsupported: %s", ei.msg);
+    cr_assert_eq(r, 0, "start: %s", ei.msg);
+    return n;
+}
+
+static ringp2p_multiaddr *addr_of(ringp2p_node *n)
+{
+    ringp2p_multiaddr *a[4];
+    size_t k = ringp2p_node_addrs(n, a, 4);
+    cr_assert_eq(k, 1);
+    cr_assert_not_null(a[0]);
+    return a[0];
+}
+
+static uint8_t pat(uint32_t seed, size_t i)
+{
+    return (uint8_t)(seed * 31u + i * 7u + (i >> 9));
+}
+
+/* ---- an echo client stream ---------------------------------------------------------------- */
+
+typedef struct job {
+    uint32_t seed;
+    size_t len, sent, got;
+    _Atomic int open_err;
+    _Atomic int close_err;
+    _Atomic bool bad, closed, opened;
+    uint64_t conn_id;
+    unsigned shard;
+    char errmsg[RINGP2P_ERRINFO_MSG_MAX];
+    bool no_close; /* keep the stream open (stop test) */
+    waiter *w;
+} job;
+
+static void job_pump(ringp2p_stream *s, job *j)
+{
+    uint8_t buf[4096];
+    while (j->sent < j->len) {
+        size_t n = j->len - j->sent < sizeof(buf) ? j->len - j->sent : sizeof(buf);
+        for (size_t i = 0; i < n; i++) buf[i] = pat(j->seed, j->sent + i);
+        ssize_t r = ringp2p_stream_write(s, buf, n);
+        if (r == RINGP2P_EAGAIN) return;
+        if (r < 0) {
+            j->bad = true;
+            ringp2p_stream_reset(s);
+            return;
+        }
+        j->sent += n;
+    }
+    if (!j->no_close) ringp2p_stream_close_write(s);
+}
+
+static void job_data(ringp2p_stream *s, void *ctx, const uint8_t *d, size_t len)
+{
+    job *j = ctx;
+    (void)s;
+    for (size_t i = 0; i < len; i++)
+        if (d[i] != pat(j->seed, j->got + i)) j->bad = true;
+    j->got += len;
+    if (j->no_close && j->got == j->len) w_signal(j->w);
+}
+
+static void job_writable(ringp2p_stream *s, void *ctx)
+{
+    job_pump(s, ctx);
+}
+
+static void job_close(ringp2p_stream *s, void *ctx, int err)
+{
+    job *j = ctx;
+    (void)s;
+    j->close_err = err;
+    j->closed = true;
+    if (!j->no_close) w_signal(j->w);
+}
+
+static const ringp2p_stream_callbacks job_cbs = {
+    .on_data = job_data,
+    .on_writable = job_writable,
+    .on_close = job_close,
+};
+
+static void job_open(ringp2p_node *n, ringp2p_stream *s, int err, const ringp2p_errinfo *ei,
+                     void *ctx)
+{
+    job *j = ctx;
+    (void)n;
+    if (err < 0) {
+        j->open_err = err;
+        snprintf(j->errmsg, sizeof(j->errmsg), "%s", ei != NULL ? ei->msg : "");
+        w_signal(j->w);
+        return;
+    }
+    j->opened = true;
+    j->conn_id = ringp2p_stream_conn(s)->id;
+    j->shard = ringp2p_stream_conn(s)->shard;
+    if (strcmp(ringp2p_stream_protocol(s), "/echo/1.0.0") != 0 &&
+        strcmp(ringp2p_stream_protocol(s), "/ipfs/ping/1.0.0") != 0)
+        j->bad = true;
+    ringp2p_stream_set_callbacks(s, &job_cbs, j);
+    job_pump(s, j);
+}
+
+static int open_job(ringp2p_node *n, ringp2p_multiaddr *to, const char *proto, job *j)
+{
+    const char *protos[1] = { proto };
+    return ringp2p_node_new_stream(n, to, protos, 1, job_open, j);
+}
+
+/* ---- tests -------------------------------------------------------------------------------- */
+
+TestSuite(host, .timeout = 60);
+
+/*
+ * 3 clients x 80 streams to one server, 2 shards each: every echoed byte is
+ * compared with the pattern, every stream closes cleanly (err 0), and each
+ * client used exactly one connection (reuse) for its 80 streams.
+ */
+Test(host, echo_many_streams)
+{
+    enum { CLIENTS = 3, PER = 80 };
+    ringp2p_node *srv = mk_node(true, NULL);
+    ringp2p_multiaddr *to = addr_of(srv);
+    ringp2p_node *cl[CLIENTS];
+    static job jobs[CLIENTS][PER];
+    waiter w;
+    w_init(&w);
+    for (int c = 0; c < CLIENTS; c++) {
+        cl[c] = mk_node(false, NULL);
+        for (int i = 0; i < PER; i++) {
+            job *j = &jobs[c][i];
+            memset(j, 0, sizeof(*j));
+            j->seed = (uint32_t)(c * 1000 + i);
+            j->len = 1000 + (size_t)i * 3001; /* up to ~240 KiB: crosses yamux windows */
+            j->w = &w;
+            cr_assert_eq(open_job(cl[c], to, "/echo/1.0.0", j), 0);
+        }
+    }
+    int got = w_wait(&w, CLIENTS * PER, 45000);
+    cr_assert_eq(got, CLIENTS * PER, "only %d of %d streams finished", got, CLIENTS * PER);
+    for (int c = 0; c < CLIENTS; c++)
+        for (int i = 0; i < PER; i++) {
+            job *j = &jobs[c][i];
+            cr_assert_eq(j->open_err, 0, "client %d stream %d: %s", c, i, j->errmsg);
+            cr_assert(!j->bad, "client %d stream %d: wrong bytes", c, i);
+            cr_assert_eq(j->got, j->len, "client %d stream %d: %zu of %zu", c, i, j->got, j->len);
+            cr_assert_eq(j->close_err, 0);
+            cr_assert_eq(j->conn_id, jobs[c][0].conn_id, "streams of one client share a conn");
+        }
+    for (int c = 0; c < CLIENTS; c++) ringp2p_node_free(cl[c]);
+    ringp2p_node_free(srv);
+    ringp2p_multiaddr_free(to);
+}
+
+/* A 32-byte ping comes back unchanged on /ipfs/ping/1.0.0. */
+Test(host, ping)
+{
+    ringp2p_node *srv = mk_node(true, NULL), *cli = mk_node(false, NULL);
+    ringp2p_multiaddr *to = addr_of(srv);
+    waiter w;
+    w_init(&w);
+    job j = { .seed = 7, .len = 32, .w = &w };
+    cr_assert_eq(open_job(cli, to, "/ipfs/ping/1.0.0", &j), 0);
+    cr_assert_eq(w_wait(&w, 1, 10000), 1);
+    cr_assert_eq(j.open_err, 0, "%s", j.errmsg);
+    cr_assert(!j.bad);
+    cr_assert_eq(j.got, 32);
+    ringp2p_node_free(cli);
+    ringp2p_node_free(srv);
+    ringp2p_multiaddr_free(to);
+}
+
+/* Identify runs both ways on a new connection: each side learns the other's agent. */
+Test(host, identify_both_ways)
+{
+    evlog ls = { 0 }, lc = { 0 };
+    ringp2p_node *srv = mk_node(true, &ls), *cli = mk_node(false, &lc);
+    ringp2p_multiaddr *to = addr_of(srv);
+    waiter w;
+    w_init(&w);
+    job j = { .seed = 1, .len = 10, .w = &w };
+    cr_assert_eq(open_job(cli, to, "/echo/1.0.0", &j), 0);
+    cr_assert_eq(w_wait(&w, 1, 10000), 1);
+    cr_assert_eq(w_wait(&ls.w, 1, 10000), 1, "server identified the client");
+    cr_assert_eq(w_wait(&lc.w, 1, 10000), 1, "client identified the server");
+    cr_assert_eq(ls.agent_ok, 1);
+    cr_assert_eq(lc.agent_ok, 1);
+    cr_assert_eq(ls.connected, 1);
+    cr_assert_eq(lc.connected, 1);
+    ringp2p_node_free(cli);
+    ringp2p_node_free(srv);
+    cr_assert_eq(lc.disconnected, 1);
+    ringp2p_multiaddr_free(to);
+}
+
+/* Dialing the right address with another peer's ID fails with EPEERMISMATCH naming both. */
+Test(host, peer_id_mismatch)
+{
+    ringp2p_node *srv = mk_node(true, NULL), *cli = mk_node(false, NULL);
+    ringp2p_multiaddr *to = addr_of(srv);
+    char text[512];
+    cr_assert_gt(ringp2p_multiaddr_to_string(to, text, sizeof(text)), 0);
+    /* swap the /p2p/ for a fresh key's ID */
+    ringp2p_privkey *k;
+    cr_assert_eq(ringp2p_privkey_generate(RINGP2P_KEY_ED25519, &k), 0);
+    ringp2p_peer_id other;
+    ringp2p_peer_id_from_pubkey(ringp2p_privkey_public(k), &other);
+    char ids[RINGP2P_PEER_ID_STR_MAX];
+    ringp2p_peer_id_to_string(&other, ids, sizeof(ids));
+    *strstr(text, "/p2p/") = 0;
+    strcat(text, "/p2p/");
+    strcat(text, ids);
+    ringp2p_multiaddr *bad;
+    cr_assert_eq(ringp2p_multiaddr_parse(text, &bad, NULL), 0);
+    waiter w;
+    w_init(&w);
+    job j = { .seed = 1, .len = 10, .w = &w };
+    cr_assert_eq(open_job(cli, bad, "/echo/1.0.0", &j), 0);
+    cr_assert_eq(w_wait(&w, 1, 10000), 1);
+    cr_assert_eq(j.open_err, RINGP2P_EPEERMISMATCH, "got %d: %s", j.open_err, j.errmsg);
+    cr_assert_not_null(strstr(j.errmsg, ids), "message names the expected ID: %s", j.errmsg);
+    ringp2p_privkey_free(k);
+    ringp2p_multiaddr_free(bad);
+    ringp2p_multiaddr_free(to);
+    ringp2p_node_free(cli);
+    ringp2p_node_free(srv);
+}
+
+/* A protocol the server does not handle: the open fails with ENEGOTIATION. */
+Test(host, no_common_protocol)
+{
+    ringp2p_node *srv = mk_node(true, NULL), *cli = mk_node(false, NULL);
+    ringp2p_multiaddr *to = addr_of(srv);
+    waiter w;
+    w_init(&w);
+    job j = { .seed = 1, .len = 10, .w = &w };
+    cr_assert_eq(open_job(cli, to, "/nope/1.0.0", &j), 0);
+    cr_assert_eq(w_wait(&w, 1, 10000), 1);
+    cr_assert_eq(j.open_err, RINGP2P_ENEGOTIATION, "got %d: %s", j.open_err, j.errmsg);
+    /* the connection survives: echo still works on it */
+    job k = { .seed = 2, .len = 1000, .w = &w };
+    cr_assert_eq(open_job(cli, to, "/echo/1.0.0", &k), 0);
+    cr_assert_eq(w_wait(&w, 2, 10000), 2);
+    cr_assert_eq(k.open_err, 0);
+    cr_assert_eq(k.got, 1000);
+    ringp2p_node_free(cli);
+    ringp2p_node_free(srv);
+    ringp2p_multiaddr_free(to);
+}
+
+/* Nothing listens: ECONNREFUSED. */
+Test(host, refused)
+{
+    ringp2p_node *cli = mk_node(false, NULL);
+    ringp2p_multiaddr *to;
+    cr_assert_eq(ringp2p_multiaddr_parse("/ip4/127.0.0.1/tcp/1", &to, NULL), 0);
+    waiter w;
+    w_init(&w);
+    job j = { .seed = 1, .len = 10, .w = &w };
+    cr_assert_eq(open_job(cli, to, "/echo/1.0.0", &j), 0);
+    cr_assert_eq(w_wait(&w, 1, 10000), 1);
+    cr_assert_eq(j.open_err, RINGP2P_ECONNREFUSED, "got %d: %s", j.open_err, j.errmsg);
+    ringp2p_node_free(cli);
+    ringp2p_multiaddr_free(to);
+}
+
+typedef struct reuse_arg {
+    ringp2p_node *n;
+    ringp2p_multiaddr *to;
+    job *j;
+} reuse_arg;
+
+static void *reuse_thread(void *p)
+{
+    reuse_arg *a = p;
+    open_job(a->n, a->to, "/echo/1.0.0", a->j);
+    return NULL;
+}
+
+/*
+ * A second new_stream from another thread, after the first connection is up,
+ * reuses it (same connection id) even though it may be posted to any shard.
+ */
+Test(host, reuse_across_threads)
+{
+    ringp2p_node *srv = mk_node(true, NULL), *cli = mk_node(false, NULL);
+    ringp2p_multiaddr *to = addr_of(srv);
+    waiter w;
+    w_init(&w);
+    job a = { .seed = 3, .len = 5000, .w = &w }, b = { .seed = 4, .len = 5000, .w = &w };
+    cr_assert_eq(open_job(cli, to, "/echo/1.0.0", &a), 0);
+    cr_assert_eq(w_wait(&w, 1, 10000), 1);
+    reuse_arg ra = { cli, to, &b };
+    pthread_t t;
+    pthread_create(&t, NULL, reuse_thread, &ra);
+    pthread_join(t, NULL);
+    cr_assert_eq(w_wait(&w, 2, 10000), 2);
+    cr_assert_eq(a.open_err, 0);
+    cr_assert_eq(b.open_err, 0);
+    cr_assert_eq(a.conn_id, b.conn_id, "the second stream reused the connection");
+    cr_assert_eq(a.shard, b.shard);
+    cr_assert_eq(b.got, 5000);
+    ringp2p_node_free(cli);
+    ringp2p_node_free(srv);
+    ringp2p_multiaddr_free(to);
+}
+
+/*
+ * Stop with streams open: every stream's on_close runs with an error, the
+ * nodes stop, and (under ASan) nothing leaks.
+ */
+Test(host, stop_with_open_streams)
+{
+    enum { N = 20 };
+    ringp2p_node *srv = mk_node(true, NULL), *cli = mk_node(false, NULL);
+    ringp2p_multiaddr *to = addr_of(srv);
+    waiter w;
+    w_init(&w);
+    static job js[N];
+    for (int i = 0; i < N; i++) {
+        memset(&js[i], 0, sizeof(js[i]));
+        js[i] = (job){ .seed = (uint32_t)i, .len = 3000, .no_close = true, .w = &w };
+        cr_assert_eq(open_job(cli, to, "/echo/1.0.0", &js[i]), 0);
+    }
+    cr_assert_eq(w_wait(&w, N, 10000), N, "all echoes back");
+    ringp2p_node_free(cli);
+    for (int i = 0; i < N; i++) {
+        cr_assert(js[i].closed, "stream %d got on_close", i);
+        cr_assert_neq(js[i].close_err, 0);
+        cr_assert(!js[i].bad);
+    }
+    ringp2p_node_free(srv);
+    ringp2p_multiaddr_free(to);
+}
+
+/*
+ * The blocking side from the test thread: 2 MiB through /echo/1.0.0 with the
+ * writer ahead of the reader (backpressure both ways), every byte checked,
+ * then a clean end of stream (read returns 0).
+ */
+typedef struct bs_writer {
+    ringp2p_bstream *bs;
+    size_t len;
+    ssize_t result;
+} bs_writer;
+
+static void *bs_write_thread(void *p)
+{
+    bs_writer *w = p;
+    uint8_t buf[8192];
+    size_t off = 0;
+    while (off < w->len) {
+        size_t n = w->len - off < sizeof(buf) ? w->len - off : sizeof(buf);
+        for (size_t i = 0; i < n; i++) buf[i] = pat(9, off + i);
+        ssize_t r = ringp2p_bstream_write(w->bs, buf, n, 10000);
+        if (r != (ssize_t)n) {
+            w->result = r;
+            return NULL;
+        }
+        off += n;
+    }
+    w->result = ringp2p_bstream_close_write(w->bs);
+    return NULL;
+}
+
+Test(host, bstream_echo)
+{
+    ringp2p_node *srv = mk_node(true, NULL), *cli = mk_node(false, NULL);
+    ringp2p_multiaddr *to = addr_of(srv);
+    const char *protos[1] = { "/echo/1.0.0" };
+    ringp2p_bstream *bs;
+    ringp2p_errinfo ei;
+    cr_assert_eq(ringp2p_bstream_open(cli, to, protos, 1, 10000, &bs, &ei), 0, "%s", ei.msg);
+    bs_writer w = { bs, 2u << 20, 0 };
+    pthread_t t;
+    pthread_create(&t, NULL, bs_write_thread, &w);
+    size_t got = 0;
+    bool bad = false;
+    uint8_t buf[5000];
+    ssize_t n;
+    while ((n = ringp2p_bstream_read(bs, buf, sizeof(buf), 10000)) > 0) {
+        for (ssize_t i = 0; i < n; i++)
+            if (buf[i] != pat(9, got + (size_t)i)) bad = true;
+        got += (size_t)n;
+    }
+    pthread_join(t, NULL);
+    cr_assert_eq(n, 0, "clean end, got %zd", n);
+    cr_assert_eq(w.result, 0);
+    cr_assert_eq(got, 2u << 20);
+    cr_assert(!bad);
+    ringp2p_bstream_close(bs);
+    ringp2p_node_free(cli);
+    ringp2p_node_free(srv);
+    ringp2p_multiaddr_free(to);
+}
