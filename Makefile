@@ -188,6 +188,8 @@ unit: $(ASAN_DIR)/unit
 interop: $(BUILD)/ringp2p $(ASAN_DIR)/ringp2p $(INTEROP_BINS)
 	@echo "== cross-checks against js-libp2p"
 	$(Q)bash tests/interop/run.sh $(ASAN_DIR)/ringp2p $(ASAN_DIR)/interop
+	@echo "== real js-libp2p nodes against ringp2p (both directions)"
+	$(Q)bash tests/interop/run.sh $(ASAN_DIR)/ringp2p $(ASAN_DIR)/interop --suite host
 
 fuzz-smoke: $(FUZZ_BINS)
 	@echo "== fuzz smoke runs ($(FUZZ_SMOKE_SECONDS)s per target)"
