@@ -32,7 +32,7 @@ CSTD := -std=c11 -D_GNU_SOURCE
 CPPFLAGS_ALL := -Iinclude -Isrc -I$(BUILD)/gen -isystem $(BORINGSSL_INC) $(CPPFLAGS)
 OPT    ?= -O2 -g
 CFLAGS_ALL := $(CSTD) $(OPT) $(WARN) -fPIC -fvisibility=hidden $(CFLAGS)
-LIBS := -L$(BORINGSSL_LIB) -Wl,-rpath,$(BORINGSSL_LIB) -lcrypto -lsecp256k1 -lprotobuf-c \
+LIBS := -L$(BORINGSSL_LIB) -Wl,-rpath,$(BORINGSSL_LIB) -lssl -lcrypto -lsecp256k1 -lprotobuf-c \
         -lmimalloc -luring -lpthread
 
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
