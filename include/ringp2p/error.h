@@ -59,7 +59,8 @@ extern "C" {
     X(EAUTH, -34, "message authentication failed")                        \
     X(EPEERMISMATCH, -35, "remote peer ID differs from the expected one") \
     X(ESTREAMRESET, -36, "stream reset")                                  \
-    X(EGOAWAY, -37, "session ended by the peer (go-away)")
+    X(EGOAWAY, -37, "session ended by the peer (go-away)")                \
+    X(ECERT, -38, "invalid certificate")
 
 enum ringp2p_error {
 #define RINGP2P_ERROR_ENUM_(name, value, msg) RINGP2P_##name = (value),

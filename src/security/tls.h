@@ -1,0 +1,201 @@
+/*
+ * libp2p TLS (`/tls/1.0.0`): TLS 1.3 with the libp2p certificate extension and
+ * ALPN muxer negotiation, sans-IO, on BoringSSL's libssl (libp2p specs
+ * tls/tls.md; connections/inlined-muxer-negotiation.md "Multiplexer
+ * Negotiation over TLS").
+ *
+ * The SSL object runs over two memory BIOs: the host feeds what it received,
+ * libssl writes records into the other BIO, and the host takes them out and
+ * sends them. Nothing here touches a socket or a clock; the wall-clock time
+ * the certificates need (Unix seconds) is passed in.
+ *
+ *     rp_tls_new(&cfg, &s, &ei);
+ *     loop: r = rp_tls_handshake(s, unix_now, &rx, rx_end, &tx, &ei);  send tx;  until r ==
+ * RP_TLS_DONE then: rp_tls_seal(s, iov, n, out, cap, &ei)          -> records to send
+ *           rp_tls_open(s, &rx, rx_end, dst, cap, &ei)     -> plaintext copied into dst
+ *
+ * Input is always consumed whole (libssl buffers partial records), so after
+ * a call *src == end. Output libssl produced that did not fit the caller's
+ * buffer stays queued: rp_tls_pending_output says how much, rp_tls_take_output
+ * takes it, and rp_tls_seal writes it ahead of new records. rp_tls_open can
+ * queue output too (a KeyUpdate reply, a close_notify answer), so the host
+ * drains after it as well.
+ *
+ * Certificates: a fresh P-256 key and a self-signed certificate per session
+ * (tls_cert.h). Verification is a custom callback (no CA machinery) that
+ * applies tls_cert.h's rules, then checks the peer ID against the expected one
+ * when the dialer gave one. Only TLS 1.3, no session tickets or resumption, no
+ * SNI (tls.md "Future Extensibility"), the server requires a client
+ * certificate.
+ *
+ * ALPN carries the muxers, most preferred first, then "libp2p". The server
+ * picks the first entry of the client's list that it supports as a muxer,
+ * else "libp2p" if offered, else aborts with no_application_protocol
+ * (tls.md "ALPN"). "libp2p" or no ALPN at all means no early muxer: the host
+ * runs multistream-select for it (rp_tls_muxer returns NULL).
+ *
+ * Any failure is final: the session returns the same code from then on. A
+ * failed handshake usually leaves an alert queued (rp_tls_pending_output); the
+ * host may send it before closing.
+ *
+ * Cost per session: one SSL_CTX (the ALPN server callback is per context),
+ * one P-256 key generation, one identity signature and one ECDSA certificate
+ * signature.
+ */
+#ifndef RP_SECURITY_TLS_H
+#define RP_SECURITY_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <openssl/evp.h>
+
+#include "base/bytes.h"
+#include "ringp2p/key.h"
+#include "security/tls_cert.h"
+
+/* tls.md "Handshake Protocol". */
+#define RP_TLS_PROTOCOL_ID "/tls/1.0.0"
+/* tls.md "ALPN": the protocol of peers without early muxer negotiation; always last. */
+#define RP_TLS_ALPN_LIBP2P "libp2p"
+
+/* RFC 8446 §5.1: largest plaintext of one record. */
+#define RP_TLS_RECORD_PLAINTEXT_MAX 16384
+
+/*
+ * Muxers we offer or accept. The spec sets no bound; ALPN names are 1..255
+ * bytes (RFC 7301 §3.1) and the whole list must fit in 2^16-1 bytes, which 16
+ * names always do.
+ */
+#define RP_TLS_MUXERS_MAX    16
+#define RP_TLS_ALPN_NAME_MAX 255
+
+/* rp_tls_handshake's return when the handshake is complete. */
+#define RP_TLS_DONE 1
+
+typedef struct rp_tls rp_tls;
+
+typedef struct rp_tls_config {
+    /* Signs the certificate key in rp_tls_new; not retained. Required. */
+    const ringp2p_privkey *identity;
+    /* true: TLS client (the dialer). */
+    bool initiator;
+    /* The peer the dialer means to reach (copied); NULL accepts any peer. */
+    const ringp2p_peer_id *expected_peer;
+    /*
+     * Stream muxer protocol IDs, most preferred first, offered in ALPN before
+     * "libp2p"; none turns early negotiation off (only "libp2p" is offered /
+     * accepted). Borrowed: the strings must outlive the session, which returns
+     * one of these pointers from rp_tls_muxer.
+     */
+    const char *const *muxers;
+    size_t n_muxers;
+    /* Unix seconds: the certificate is valid from an hour before to ~100 years after. */
+    int64_t unix_now;
+    /*
+     * Tests only: send this chain (DER, copied) with this key (a reference is
+     * taken) instead of a fresh certificate.
+     */
+    const rp_iov *test_chain;
+    size_t test_chain_len;
+    EVP_PKEY *test_key;
+    /* Tests only: a client that leaves "libp2p" out of its ALPN list. */
+    bool test_no_libp2p_alpn;
+} rp_tls_config;
+
+/*
+ * A new session: makes the key and certificate, sets up libssl. On success
+ * *out is the caller's (rp_tls_free). Errors: RINGP2P_EINVAL (no identity,
+ * a NULL, empty, too long or "libp2p" muxer name, more than RP_TLS_MUXERS_MAX
+ * muxers), RINGP2P_ENOMEM, RINGP2P_ECRYPTO.
+ */
+int rp_tls_new(const rp_tls_config *cfg, rp_tls **out, ringp2p_errinfo *ei);
+
+/* Frees (NULL is fine). */
+void rp_tls_free(rp_tls *s);
+
+/*
+ * Drives the handshake: feeds [*src, end) (the host's, read-only; copied into
+ * libssl, *src moved to end), steps, and appends what there is to send to
+ * `out` (caller's) as far as it fits; the rest stays queued (see above).
+ * `unix_now` is the time the peer's certificate must be valid at. Returns:
+ *   RP_TLS_DONE      complete (from then on, also without touching anything);
+ *                    input after the handshake stays buffered for rp_tls_open;
+ *   0                waiting for more input;
+ *   negative         failed, session dead: RINGP2P_ECERT, RINGP2P_ESIGNATURE,
+ *                    RINGP2P_EKEY, RINGP2P_EKEYTYPE, RINGP2P_EPROTOBUF,
+ *                    RINGP2P_ELIMIT (peer certificate), RINGP2P_EPEERMISMATCH
+ *                    (`ei` names both IDs), RINGP2P_ENEGOTIATION (no common
+ *                    ALPN protocol, either side), RINGP2P_EAUTH (a record
+ *                    did not authenticate), RINGP2P_EPROTOCOL (any other TLS
+ *                    failure, including a fatal alert from the peer; `ei`
+ *                    has libssl's reason), RINGP2P_ENOMEM.
+ * The client calls it first with no input to produce its ClientHello. A
+ * client is DONE once it has sent its Finished; the server verifies the
+ * client's certificate after that (tls.md, "Note for clients"), so a
+ * rejection reaches the client as an error from rp_tls_open.
+ */
+int rp_tls_handshake(rp_tls *s, int64_t unix_now, const uint8_t **src, const uint8_t *end,
+                     rp_wbuf *out, ringp2p_errinfo *ei);
+
+bool rp_tls_is_done(const rp_tls *s);
+
+/* Bytes libssl has produced that the host has not yet taken. */
+size_t rp_tls_pending_output(const rp_tls *s);
+
+/* Moves up to cap queued output bytes into dst (caller's). Returns the count (0: none). */
+size_t rp_tls_take_output(rp_tls *s, uint8_t *dst, size_t cap);
+
+/* After the handshake: the remote's peer ID and key (owned by s), else NULL. */
+const ringp2p_peer_id *rp_tls_remote_peer(const rp_tls *s);
+const ringp2p_pubkey *rp_tls_remote_key(const rp_tls *s);
+
+/*
+ * After the handshake: the muxer chosen by ALPN (one of the config's
+ * pointers), or NULL when ALPN gave "libp2p" or nothing and
+ * multistream-select must choose one.
+ */
+const char *rp_tls_muxer(const rp_tls *s);
+
+/*
+ * Upper bound of the bytes rp_tls_seal writes for plaintext_len bytes, not
+ * counting queued output: full records of RP_TLS_RECORD_PLAINTEXT_MAX plus
+ * libssl's per-record overhead (header, content type, tag). 0 for 0.
+ */
+size_t rp_tls_sealed_len(const rp_tls *s, size_t plaintext_len);
+
+/*
+ * Seals the concatenation of in[0..n) (caller's, read-only) in one pass:
+ * full 16 KiB records but the last, gathered across the iovs, written after
+ * any queued output into out (caller's). Returns the bytes written or:
+ * RINGP2P_ENOBUF (cap < pending output + rp_tls_sealed_len(total): nothing
+ * changed), RINGP2P_EINVAL (handshake not done), or the session's error if
+ * it is dead.
+ */
+ssize_t rp_tls_seal(rp_tls *s, const rp_iov *in, size_t n, uint8_t *out, size_t cap,
+                    ringp2p_errinfo *ei);
+
+/*
+ * Feeds [*src, end) (read-only, copied; *src moved to end) and decrypts into
+ * dst (caller's) as much as is there, up to cap. Returns the plaintext bytes
+ * (0: nothing whole yet; with a full dst more may be buffered: call again
+ * with no input until it returns less than cap). Errors, killing the session:
+ * RINGP2P_EAUTH (a record did not authenticate: tampered, reordered,
+ * replayed; nothing of it is delivered), RINGP2P_ECLOSED (the peer sent
+ * close_notify), RINGP2P_EPROTOCOL (anything else, e.g. a fatal alert such as
+ * the server rejecting our certificate; `ei` says which). RINGP2P_EINVAL
+ * before the handshake is done.
+ */
+ssize_t rp_tls_open(rp_tls *s, const uint8_t **src, const uint8_t *end, uint8_t *dst, size_t cap,
+                    ringp2p_errinfo *ei);
+
+/*
+ * Queues a close_notify alert (take it with rp_tls_take_output). After it
+ * rp_tls_seal refuses (RINGP2P_ECLOSED). 0, or RINGP2P_EINVAL before the
+ * handshake is done.
+ */
+int rp_tls_close(rp_tls *s);
+
+#endif

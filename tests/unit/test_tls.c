@@ -1,0 +1,791 @@
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/mem.h>
+#include <openssl/rand.h>
+
+#include "security/tls.h"
+#include "security/tls_cert.h"
+
+/* Any fixed wall-clock time; the vectors are valid 1975..4096. */
+#define NOW ((int64_t)1700000000)
+
+static size_t unhex(const char *s, uint8_t *out, size_t cap)
+{
+    size_t n = strlen(s) / 2;
+    cr_assert_leq(n, cap, "hex too long for its buffer");
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        cr_assert_eq(sscanf(s + 2 * i, "%2x", &v), 1);
+        out[i] = (uint8_t)v;
+    }
+    return n;
+}
+
+static ringp2p_privkey *gen(ringp2p_key_type t)
+{
+    ringp2p_privkey *k = NULL;
+    cr_assert_eq(ringp2p_privkey_generate(t, &k), 0);
+    return k;
+}
+
+static const ringp2p_key_type all_types[] = { RINGP2P_KEY_ED25519, RINGP2P_KEY_SECP256K1,
+                                              RINGP2P_KEY_ECDSA, RINGP2P_KEY_RSA };
+
+/* ---- spec vectors (tls.md "Test vectors") -------------------------------------------------- */
+
+static const struct {
+    const char *cert, *peer; /* peer NULL: must fail with `code` */
+    int code;
+} vectors[] = {
+    /* 1. Ed25519 */
+    { "308201ae30820156a0030201020204499602d2300a06082a8648ce3d040302302031123010060355040a13096c"
+      "69627032702e696f310a300806035504051301313020170d3735303130313133303030305a180f343039363031"
+      "30313133303030305a302031123010060355040a13096c69627032702e696f310a3008060355040513013130"
+      "59301306072a8648ce3d020106082a8648ce3d030107034200040c901d423c831ca85e27c73c263ba132721bb9"
+      "d7a84c4f0380b2a6756fd601331c8870234dec878504c174144fa4b14b66a651691606d8173e55bd37e381569e"
+      "a37c307a3078060a2b0601040183a25a0101046a3068042408011220a77f1d92fedb59dddaea5a1c4abd1ac2fb"
+      "de7d7b879ed364501809923d7c11b90440d90d2769db992d5e6195dbb08e706b6651e024fda6cfb8846694a435"
+      "519941cac215a8207792e42849cccc6cd8136c6e4bde92a58c5e08cfd4206eb5fe0bf909300a06082a8648ce3d"
+      "0403020346003043021f50f6b6c52711a881778718238f650c9fb48943ae6ee6d28427dc6071ae55e702203625"
+      "f116a7a454db9c56986c82a25682f7248ea1cb764d322ea983ed36a31b77",
+      "12D3KooWM6CgA9iBFZmcYAHA6A2qvbAxqfkmrYiRQuz3XEsk4Ksv", 0 },
+    /* 2. ECDSA */
+    { "308201f63082019da0030201020204499602d2300a06082a8648ce3d040302302031123010060355040a13096c"
+      "69627032702e696f310a300806035504051301313020170d3735303130313133303030305a180f343039363031"
+      "30313133303030305a302031123010060355040a13096c69627032702e696f310a3008060355040513013130"
+      "59301306072a8648ce3d020106082a8648ce3d030107034200040c901d423c831ca85e27c73c263ba132721bb9"
+      "d7a84c4f0380b2a6756fd601331c8870234dec878504c174144fa4b14b66a651691606d8173e55bd37e381569e"
+      "a381c23081bf3081bc060a2b0601040183a25a01010481ad3081aa045f0803125b3059301306072a8648ce3d02"
+      "0106082a8648ce3d03010703420004bf30511f909414ebdd3242178fd290f093a551cf75c973155de0bb5a96fe"
+      "df6cb5d52da7563e794b512f66e60c7f55ba8a3acf3dd72a801980d205e8a1ad29f2044730450220064ea81247"
+      "74caf8f50e57f436aa62350ce652418c019df5d98a3ac666c9386a022100aa59d704a931b5f72fb9222cb6cc51"
+      "f954d04a4e2e5450f8805fe8918f71eaae300a06082a8648ce3d04030203470030440220799395b0b6c1e940a7"
+      "e4484705f610ab51ed376f19ff9d7c16757cfbf61b8d4302206205c03fbb0f95205c779be86581d3e31c01871a"
+      "d5d1f3435bcf375cb0e5088a",
+      "QmfXbAwNjJLXfesgztEHe8HwgVDCMMpZ9Eax1HYq6hn9uE", 0 },
+    /* 3. secp256k1 */
+    { "308201ba3082015fa0030201020204499602d2300a06082a8648ce3d040302302031123010060355040a13096c"
+      "69627032702e696f310a300806035504051301313020170d3735303130313133303030305a180f343039363031"
+      "30313133303030305a302031123010060355040a13096c69627032702e696f310a3008060355040513013130"
+      "59301306072a8648ce3d020106082a8648ce3d030107034200040c901d423c831ca85e27c73c263ba132721bb9"
+      "d7a84c4f0380b2a6756fd601331c8870234dec878504c174144fa4b14b66a651691606d8173e55bd37e381569e"
+      "a38184308181307f060a2b0601040183a25a01010471306f0425080212210206dc6968726765b820f050263ece"
+      "cf7f71e4955892776c0970542efd689d2382044630440220145e15a991961f0d08cd15425bb95ec93f6ffa03c5"
+      "a385eedc34ecf464c7a8ab022026b3109b8a3f40ef833169777eb2aa337cfb6282f188de0666d1bcec2a4690dd"
+      "300a06082a8648ce3d0403020349003046022100e1a217eeef9ec9204b3f774a08b70849646b6a1e6b8b27f93d"
+      "c00ed58545d9fe022100b00dafa549d0f03547878338c7b15e7502888f6d45db387e5ae6b5d46899cef0",
+      "16Uiu2HAkutTMoTzDw1tCvSRtu6YoixJwS46S1ZFxW8hSx9fWHiPs", 0 },
+    /* 4. invalid: the signature is not by the key in the extension */
+    { "308201f73082019da0030201020204499602d2300a06082a8648ce3d040302302031123010060355040a13096c"
+      "69627032702e696f310a300806035504051301313020170d3735303130313133303030305a180f343039363031"
+      "30313133303030305a302031123010060355040a13096c69627032702e696f310a3008060355040513013130"
+      "59301306072a8648ce3d020106082a8648ce3d030107034200040c901d423c831ca85e27c73c263ba132721bb9"
+      "d7a84c4f0380b2a6756fd601331c8870234dec878504c174144fa4b14b66a651691606d8173e55bd37e381569e"
+      "a381c23081bf3081bc060a2b0601040183a25a01010481ad3081aa045f0803125b3059301306072a8648ce3d02"
+      "0106082a8648ce3d03010703420004bf30511f909414ebdd3242178fd290f093a551cf75c973155de0bb5a96fe"
+      "df6cb5d52da7563e794b512f66e60c7f55ba8a3acf3dd72a801980d205e8a1ad29f204473045022100bb6e0357"
+      "7b7cc7a3cd1558df0da2b117dfdcc0399bc2504ebe7de6f65cade72802206de96e2a5be9b6202adba24ee0362e"
+      "490641ac45c240db71fe955f2c5cf8df6e300a06082a8648ce3d0403020348003045022100e847f267f4371735"
+      "8f850355bdcabbefb2cfbf8a3c043b203a14788a092fe8db022027c1d04a2d41fd6b57a7e8b3989e470325de44"
+      "06e52e084e34a3fd56eef0d0df",
+      NULL, RINGP2P_ESIGNATURE },
+};
+
+Test(tls_cert, spec_vectors)
+{
+    for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
+        uint8_t der[2048];
+        size_t n = unhex(vectors[i].cert, der, sizeof der);
+        ringp2p_pubkey *key = NULL;
+        ringp2p_errinfo ei = { 0 };
+        int rc = rp_tls_cert_verify(der, n, NOW, &key, &ei);
+        if (vectors[i].peer == NULL) {
+            cr_assert_eq(rc, vectors[i].code, "vector %zu: %d %s", i + 1, rc, ei.msg);
+            cr_assert_null(key);
+            continue;
+        }
+        cr_assert_eq(rc, 0, "vector %zu: %s", i + 1, ei.msg);
+        ringp2p_peer_id id;
+        char text[RINGP2P_PEER_ID_STR_MAX];
+        ringp2p_peer_id_from_pubkey(key, &id);
+        cr_assert_gt(ringp2p_peer_id_to_string(&id, text, sizeof text), 0);
+        cr_assert_str_eq(text, vectors[i].peer, "vector %zu", i + 1);
+        ringp2p_pubkey_free(key);
+        /* The vectors are valid 1975-01-01 13:00 .. 4096: a second before is too early. */
+        rc = rp_tls_cert_verify(der, n, 157813200 - 1, &key, &ei);
+        cr_assert_eq(rc, RINGP2P_ECERT, "vector %zu before NotBefore: %d", i + 1, rc);
+        rc = rp_tls_cert_verify(der, n, 157813200, &key, &ei);
+        cr_assert_eq(rc, 0, "vector %zu at NotBefore: %s", i + 1, ei.msg);
+        ringp2p_pubkey_free(key);
+        /* Every truncation is refused without over-reading (ASan watches). */
+        for (size_t k = 0; k < n; k += 7) {
+            uint8_t *cut = malloc(k ? k : 1);
+            memcpy(cut, der, k);
+            cr_assert_lt(rp_tls_cert_verify(cut, k, NOW, &key, NULL), 0, "prefix %zu", k);
+            free(cut);
+        }
+        /* Trailing bytes after the certificate. */
+        der[n] = 0;
+        cr_assert_eq(rp_tls_cert_verify(der, n + 1, NOW, &key, &ei), RINGP2P_ECERT);
+    }
+}
+
+/* ---- SignedKey codec ----------------------------------------------------------------------- */
+
+static const struct sk_case {
+    const char *name, *hex;
+    int code; /* 0: decodes */
+    size_t pk_len, sig_len;
+} sk_cases[] = {
+    { "minimal", "30060401aa0401bb", 0, 1, 1 },
+    { "empty fields", "300404000400", 0, 0, 0 },
+    { "trailing after SEQUENCE is left", "300404000400ff", 0, 0, 0 },
+    { "not a SEQUENCE", "310404000400", RINGP2P_ECERT, 0, 0 },
+    { "constructed OCTET STRING", "30082402040004000400", RINGP2P_ECERT, 0, 0 },
+    { "non-minimal length", "3081060401aa0401bb", RINGP2P_ECERT, 0, 0 },
+    { "indefinite length", "30800401aa0401bb0000", RINGP2P_ECERT, 0, 0 },
+    { "one field", "30030401aa", RINGP2P_ECERT, 0, 0 },
+    { "three fields", "30090401aa0401bb0401cc", RINGP2P_ECERT, 0, 0 },
+    { "INTEGER signature", "30060401aa0201bb", RINGP2P_ECERT, 0, 0 },
+    { "length past end", "30070401aa0401bb", RINGP2P_ECERT, 0, 0 },
+    { "empty", "", RINGP2P_ECERT, 0, 0 },
+};
+
+Test(tls_cert, signed_key_table)
+{
+    for (size_t i = 0; i < sizeof sk_cases / sizeof sk_cases[0]; i++) {
+        const struct sk_case *c = &sk_cases[i];
+        uint8_t buf[64];
+        size_t n = unhex(c->hex, buf, sizeof buf);
+        const uint8_t *p = buf;
+        rp_tls_signed_key sk;
+        ringp2p_errinfo ei = { 0 };
+        int rc = rp_tls_signed_key_decode(&p, buf + n, &sk, &ei);
+        cr_assert_eq(rc, c->code, "%s: %d %s", c->name, rc, ei.msg);
+        if (rc < 0) {
+            cr_assert_eq(p, buf, "%s: cursor moved on error", c->name);
+            cr_assert_neq(ei.msg[0], '\0', "%s", c->name);
+            continue;
+        }
+        cr_assert_eq(sk.public_key.len, c->pk_len, "%s", c->name);
+        cr_assert_eq(sk.signature.len, c->sig_len, "%s", c->name);
+        /* Re-encoding gives back exactly the bytes consumed. */
+        uint8_t out[64];
+        ssize_t m = rp_tls_signed_key_encode(sk.public_key.base, sk.public_key.len,
+                                             sk.signature.base, sk.signature.len, out, sizeof out);
+        cr_assert_eq(m, p - buf, "%s", c->name);
+        cr_assert_arr_eq(out, buf, (size_t)m, "%s", c->name);
+    }
+}
+
+Test(tls_cert, signed_key_long_lengths_and_limits)
+{
+    /* Lengths in one, two and three bytes round-trip; limits are enforced. */
+    static const size_t sizes[][2] = {
+        { 127, 128 }, { 255, 256 }, { 8192, 1024 }, { 8193, 1 }, { 1, 1025 }
+    };
+    uint8_t *pk = calloc(1, 9000), *sig = calloc(1, 2000), *buf = malloc(12000);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t pl = sizes[i][0], sl = sizes[i][1];
+        size_t want = rp_tls_signed_key_len(pl, sl);
+        cr_assert_eq(rp_tls_signed_key_encode(pk, pl, sig, sl, NULL, 0), RINGP2P_ENOBUF);
+        cr_assert_eq(rp_tls_signed_key_encode(pk, pl, sig, sl, buf, want - 1), RINGP2P_ENOBUF);
+        ssize_t n = rp_tls_signed_key_encode(pk, pl, sig, sl, buf, 12000);
+        cr_assert_eq(n, (ssize_t)want);
+        const uint8_t *p = buf;
+        rp_tls_signed_key sk;
+        int rc = rp_tls_signed_key_decode(&p, buf + n, &sk, NULL);
+        bool over = pl > RP_TLS_SIGNED_KEY_PK_MAX || sl > RINGP2P_SIGNATURE_MAX;
+        cr_assert_eq(rc, over ? RINGP2P_ELIMIT : 0, "sizes %zu/%zu: %d", pl, sl, rc);
+        if (!over) cr_assert(sk.public_key.len == pl && sk.signature.len == sl && p == buf + n);
+    }
+    free(pk);
+    free(sig);
+    free(buf);
+}
+
+/* ---- our certificates ---------------------------------------------------------------------- */
+
+static int make_and_verify(const ringp2p_privkey *k, const rp_tls_cert_params *p, int64_t now,
+                           ringp2p_errinfo *ei)
+{
+    uint8_t *der = NULL;
+    size_t len = 0;
+    EVP_PKEY *key = NULL;
+    cr_assert_eq(rp_tls_cert_make(k, p, &der, &len, &key, ei), 0, "%s", ei->msg);
+    ringp2p_pubkey *id = NULL;
+    int rc = rp_tls_cert_verify(der, len, now, &id, ei);
+    if (rc == 0) {
+        cr_assert(ringp2p_pubkey_equal(id, ringp2p_privkey_public(k)));
+        ringp2p_pubkey_free(id);
+    } else {
+        cr_assert_null(id);
+    }
+    OPENSSL_free(der);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+Test(tls_cert, roundtrip_every_key_type, .timeout = 60)
+{
+    for (size_t t = 0; t < 4; t++) {
+        ringp2p_privkey *k = gen(all_types[t]);
+        rp_tls_cert_params p = rp_tls_cert_params_default(NOW);
+        ringp2p_errinfo ei = { 0 };
+        cr_assert_eq(make_and_verify(k, &p, NOW, &ei), 0, "type %zu: %s", t, ei.msg);
+        /* go-libp2p leaves the extension non-critical: also fine. */
+        p.ext_critical = 0;
+        cr_assert_eq(make_and_verify(k, &p, NOW, &ei), 0, "type %zu: %s", t, ei.msg);
+        ringp2p_privkey_free(k);
+    }
+}
+
+Test(tls_cert, bad_certificates)
+{
+    ringp2p_privkey *k = gen(RINGP2P_KEY_ED25519);
+    const rp_tls_cert_params d = rp_tls_cert_params_default(NOW);
+    struct {
+        const char *name;
+        rp_tls_cert_params p;
+        int64_t now;
+        int code;
+        const char *msg_has;
+    } cases[] = {
+        { "valid", d, NOW, 0, NULL },
+        { "at NotAfter", d, d.not_after, 0, NULL },
+        { "a second after NotAfter", d, d.not_after + 1, RINGP2P_ECERT, "expired" },
+        { "at NotBefore", d, d.not_before, 0, NULL },
+        { "a second before NotBefore", d, d.not_before - 1, RINGP2P_ECERT, "not yet valid" },
+        { "no extension", d, NOW, RINGP2P_ECERT, "1.3.6.1.4.1.53594.1.1" },
+        { "identity signed another key", d, NOW, RINGP2P_ESIGNATURE, "identity" },
+        { "unknown critical extension", d, NOW, RINGP2P_ECERT, "1.3.6.1.4.1.53594.1.99" },
+        { "self-signature broken", d, NOW, RINGP2P_ESIGNATURE, "self-signature" },
+    };
+    cases[5].p.omit_ext = 1;
+    cases[6].p.sign_other_spki = 1;
+    cases[7].p.unknown_critical = 1;
+    cases[8].p.corrupt_self_sig = 1;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ringp2p_errinfo ei = { 0 };
+        int rc = make_and_verify(k, &cases[i].p, cases[i].now, &ei);
+        cr_assert_eq(rc, cases[i].code, "%s: %d %s", cases[i].name, rc, ei.msg);
+        if (cases[i].msg_has != NULL)
+            cr_assert_not_null(strstr(ei.msg, cases[i].msg_has), "%s: %s", cases[i].name, ei.msg);
+    }
+    /* Garbage and oversize input. */
+    uint8_t junk[RP_TLS_CERT_MAX + 1];
+    memset(junk, 0x30, sizeof junk);
+    ringp2p_pubkey *id = NULL;
+    cr_assert_eq(rp_tls_cert_verify(junk, 10, NOW, &id, NULL), RINGP2P_ECERT);
+    cr_assert_eq(rp_tls_cert_verify(junk, sizeof junk, NOW, &id, NULL), RINGP2P_ELIMIT);
+    ringp2p_privkey_free(k);
+}
+
+/* ---- sessions wired together in memory ----------------------------------------------------- */
+
+#define RX_CAP (8u << 20)
+
+struct end {
+    rp_tls *s;
+    uint8_t *rx; /* bytes from the peer not yet fed */
+    size_t len;
+    int last;
+    ringp2p_errinfo ei;
+};
+
+static void end_open(struct end *e, const rp_tls_config *cfg)
+{
+    memset(e, 0, sizeof *e);
+    cr_assert_eq(rp_tls_new(cfg, &e->s, &e->ei), 0, "rp_tls_new: %s", e->ei.msg);
+    e->rx = malloc(RX_CAP);
+    cr_assert_not_null(e->rx);
+}
+
+static void end_close(struct end *e)
+{
+    rp_tls_free(e->s);
+    free(e->rx);
+}
+
+/* One handshake call of `me` on all it has; its output goes to `peer` (small chunks first). */
+static int hs_step(struct end *me, struct end *peer, int64_t now)
+{
+    const uint8_t *p = me->rx;
+    rp_wbuf w = rp_wbuf_make(peer->rx + peer->len, 100); /* deliberately short */
+    me->last = rp_tls_handshake(me->s, now, &p, me->rx + me->len, &w, &me->ei);
+    cr_assert_eq(p, me->rx + me->len, "input not consumed whole");
+    me->len = 0;
+    peer->len += w.len;
+    peer->len += rp_tls_take_output(me->s, peer->rx + peer->len, RX_CAP - peer->len);
+    cr_assert_eq(rp_tls_pending_output(me->s), 0);
+    return me->last;
+}
+
+/* Client first; runs until both are done or one fails (then the other gets its alert). */
+static void handshake(struct end *c, struct end *s, int64_t now)
+{
+    for (int k = 0; k < 8; k++) {
+        hs_step(c, s, now);
+        hs_step(s, c, now);
+        if (c->last < 0 || s->last < 0) {
+            hs_step(c, s, now);
+            return;
+        }
+        if (c->last == RP_TLS_DONE && s->last == RP_TLS_DONE) return;
+    }
+}
+
+static rp_tls_config cfg_of(const ringp2p_privkey *k, bool initiator)
+{
+    rp_tls_config c = { .identity = k, .initiator = initiator, .unix_now = NOW };
+    return c;
+}
+
+static void send_bytes(struct end *from, struct end *to, const uint8_t *data, size_t len)
+{
+    rp_iov iov[3] = { rp_iov_make(data, len / 3), rp_iov_make(data + len / 3, 0),
+                      rp_iov_make(data + len / 3, len - len / 3) };
+    ssize_t n = rp_tls_seal(from->s, iov, 3, to->rx + to->len, RX_CAP - to->len, &from->ei);
+    cr_assert_geq(n, (ssize_t)len, "seal: %s", from->ei.msg);
+    cr_assert_leq((size_t)n, rp_tls_sealed_len(from->s, len));
+    to->len += (size_t)n;
+}
+
+/* Feeds everything and reads all plaintext into out (chunks of `chunk`). */
+static ssize_t recv_bytes(struct end *me, uint8_t *out, size_t chunk)
+{
+    const uint8_t *p = me->rx;
+    size_t total = 0;
+    ssize_t n = rp_tls_open(me->s, &p, me->rx + me->len, out, chunk, &me->ei);
+    me->len = 0;
+    while (n > 0) {
+        total += (size_t)n;
+        n = rp_tls_open(me->s, &p, p, out + total, chunk, &me->ei);
+    }
+    return n < 0 ? n : (ssize_t)total;
+}
+
+static void check_pair_talks(struct end *a, struct end *b)
+{
+    uint8_t msg[3000], got[3000];
+    for (size_t i = 0; i < sizeof msg; i++) msg[i] = (uint8_t)(i * 31 + 7);
+    send_bytes(a, b, msg, sizeof msg);
+    send_bytes(b, a, msg, 100);
+    cr_assert_eq(recv_bytes(b, got, sizeof got), (ssize_t)sizeof msg, "%s", b->ei.msg);
+    cr_assert_arr_eq(got, msg, sizeof msg);
+    cr_assert_eq(recv_bytes(a, got, sizeof got), 100, "%s", a->ei.msg);
+    cr_assert_arr_eq(got, msg, 100);
+}
+
+Test(tls, every_key_type_both_roles, .timeout = 120)
+{
+    ringp2p_privkey *keys[4];
+    for (int i = 0; i < 4; i++) keys[i] = gen(all_types[i]);
+    for (int i = 0; i < 4; i++) {
+        for (int j = 0; j < 4; j++) {
+            ringp2p_peer_id want_s, want_c;
+            ringp2p_peer_id_from_pubkey(ringp2p_privkey_public(keys[j]), &want_s);
+            ringp2p_peer_id_from_pubkey(ringp2p_privkey_public(keys[i]), &want_c);
+            rp_tls_config cc = cfg_of(keys[i], true), sc = cfg_of(keys[j], false);
+            cc.expected_peer = &want_s;
+            struct end c, s;
+            end_open(&c, &cc);
+            end_open(&s, &sc);
+            handshake(&c, &s, NOW);
+            cr_assert_eq(c.last, RP_TLS_DONE, "%d/%d client: %s", i, j, c.ei.msg);
+            cr_assert_eq(s.last, RP_TLS_DONE, "%d/%d server: %s", i, j, s.ei.msg);
+            cr_assert(rp_tls_is_done(c.s) && rp_tls_is_done(s.s));
+            cr_assert(ringp2p_peer_id_equal(rp_tls_remote_peer(c.s), &want_s));
+            cr_assert(ringp2p_peer_id_equal(rp_tls_remote_peer(s.s), &want_c));
+            cr_assert(
+                ringp2p_pubkey_equal(rp_tls_remote_key(s.s), ringp2p_privkey_public(keys[i])));
+            cr_assert_null(rp_tls_muxer(c.s));
+            check_pair_talks(&c, &s);
+            end_close(&c);
+            end_close(&s);
+        }
+    }
+    for (int i = 0; i < 4; i++) ringp2p_privkey_free(keys[i]);
+}
+
+Test(tls, peer_id_mismatch_names_both_ids)
+{
+    ringp2p_privkey *kc = gen(RINGP2P_KEY_ED25519), *ks = gen(RINGP2P_KEY_ED25519),
+                    *other = gen(RINGP2P_KEY_SECP256K1);
+    ringp2p_peer_id want, got;
+    char want_s[RINGP2P_PEER_ID_STR_MAX], got_s[RINGP2P_PEER_ID_STR_MAX];
+    ringp2p_peer_id_from_pubkey(ringp2p_privkey_public(other), &want);
+    ringp2p_peer_id_from_pubkey(ringp2p_privkey_public(ks), &got);
+    ringp2p_peer_id_to_string(&want, want_s, sizeof want_s);
+    ringp2p_peer_id_to_string(&got, got_s, sizeof got_s);
+
+    /* The dialer expects someone else. */
+    rp_tls_config cc = cfg_of(kc, true), sc = cfg_of(ks, false);
+    cc.expected_peer = &want;
+    struct end c, s;
+    end_open(&c, &cc);
+    end_open(&s, &sc);
+    handshake(&c, &s, NOW);
+    cr_assert_eq(c.last, RINGP2P_EPEERMISMATCH, "%d %s", c.last, c.ei.msg);
+    cr_assert_not_null(strstr(c.ei.msg, want_s), "%s", c.ei.msg);
+    cr_assert_not_null(strstr(c.ei.msg, got_s), "%s", c.ei.msg);
+    cr_assert_null(rp_tls_remote_peer(c.s));
+    /* The server heard the alert. */
+    cr_assert_eq(s.last, RINGP2P_EPROTOCOL, "%d %s", s.last, s.ei.msg);
+    /* Dead for good: the same code again. */
+    const uint8_t *p = NULL;
+    ringp2p_errinfo ei2;
+    cr_assert_eq(rp_tls_handshake(c.s, NOW, &p, p, NULL, &ei2), RINGP2P_EPEERMISMATCH);
+    cr_assert_str_eq(ei2.msg, c.ei.msg);
+    end_close(&c);
+    end_close(&s);
+
+    /* A listener that expects a given peer (as go-libp2p allows) checks too. */
+    cc = cfg_of(kc, true);
+    sc.expected_peer = &want;
+    end_open(&c, &cc);
+    end_open(&s, &sc);
+    handshake(&c, &s, NOW);
+    cr_assert_eq(s.last, RINGP2P_EPEERMISMATCH, "%d %s", s.last, s.ei.msg);
+    end_close(&c);
+    end_close(&s);
+    ringp2p_privkey_free(kc);
+    ringp2p_privkey_free(ks);
+    ringp2p_privkey_free(other);
+}
+
+/* A bad certificate on either side: the verifier fails with `code`, the other end hears of it. */
+Test(tls, bad_certificates_fail_the_handshake, .timeout = 60)
+{
+    ringp2p_privkey *kc = gen(RINGP2P_KEY_ED25519), *ks = gen(RINGP2P_KEY_ECDSA);
+    const rp_tls_cert_params d = rp_tls_cert_params_default(NOW);
+    struct {
+        const char *name;
+        rp_tls_cert_params p;
+        int twice;
+        int code;
+    } cases[] = {
+        { "no extension", d, 0, RINGP2P_ECERT },
+        { "bad identity signature", d, 0, RINGP2P_ESIGNATURE },
+        { "expired", d, 0, RINGP2P_ECERT },
+        { "not yet valid", d, 0, RINGP2P_ECERT },
+        { "two certificates", d, 1, RINGP2P_ECERT },
+        { "broken self-signature", d, 0, RINGP2P_ESIGNATURE },
+        { "unknown critical extension", d, 0, RINGP2P_ECERT },
+    };
+    cases[0].p.omit_ext = 1;
+    cases[1].p.sign_other_spki = 1;
+    cases[2].p.not_before = NOW - 7200;
+    cases[2].p.not_after = NOW - 1;
+    cases[3].p.not_before = NOW + 60;
+    cases[5].p.corrupt_self_sig = 1;
+    cases[6].p.unknown_critical = 1;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        for (int server_bad = 0; server_bad < 2; server_bad++) {
+            const ringp2p_privkey *bad_id = server_bad ? ks : kc;
+            uint8_t *der = NULL;
+            size_t len = 0;
+            EVP_PKEY *key = NULL;
+            ringp2p_errinfo ei;
+            cr_assert_eq(rp_tls_cert_make(bad_id, &cases[i].p, &der, &len, &key, &ei), 0);
+            rp_iov chain[2] = { rp_iov_make(der, len), rp_iov_make(der, len) };
+            rp_tls_config cc = cfg_of(kc, true), sc = cfg_of(ks, false);
+            rp_tls_config *bad = server_bad ? &sc : &cc;
+            bad->test_chain = chain;
+            bad->test_chain_len = cases[i].twice ? 2 : 1;
+            bad->test_key = key;
+            struct end c, s;
+            end_open(&c, &cc);
+            end_open(&s, &sc);
+            OPENSSL_free(der);
+            EVP_PKEY_free(key);
+            handshake(&c, &s, NOW);
+            if (server_bad) {
+                cr_assert_eq(c.last, cases[i].code, "%s (server's): client %d %s", cases[i].name,
+                             c.last, c.ei.msg);
+                cr_assert_eq(s.last, RINGP2P_EPROTOCOL, "%s: server %d", cases[i].name, s.last);
+            } else {
+                cr_assert_eq(s.last, cases[i].code, "%s (client's): server %d %s", cases[i].name,
+                             s.last, s.ei.msg);
+                /* The client finished first (tls.md "Note for clients") and learns on read. */
+                cr_assert_eq(c.last, RP_TLS_DONE, "%s: client %d", cases[i].name, c.last);
+                uint8_t buf[64];
+                cr_assert_eq(recv_bytes(&c, buf, sizeof buf), RINGP2P_EPROTOCOL, "%s",
+                             cases[i].name);
+                cr_assert_not_null(strstr(c.ei.msg, "CERTIFICATE"), "%s", c.ei.msg);
+            }
+            end_close(&c);
+            end_close(&s);
+        }
+    }
+    ringp2p_privkey_free(kc);
+    ringp2p_privkey_free(ks);
+}
+
+static const char *const YAMUX = "/yamux/1.0.0", *const MPLEX = "/mplex/6.7.0";
+
+Test(tls, alpn_muxer_negotiation)
+{
+    static const char *const ym[] = { YAMUX, MPLEX }, *const my[] = { MPLEX, YAMUX },
+                             *const y[] = { YAMUX }, *const m[] = { MPLEX };
+    const struct {
+        const char *name;
+        const char *const *cm;
+        size_t cn;
+        const char *const *sm;
+        size_t sn;
+        bool no_libp2p;
+        const char *want; /* NULL: multistream */
+        int code;         /* both sides' result when not 0 */
+    } cases[] = {
+        { "same lists", ym, 2, ym, 2, false, YAMUX, 0 },
+        { "client preference wins", ym, 2, my, 2, false, YAMUX, 0 },
+        { "client prefers mplex", my, 2, ym, 2, false, MPLEX, 0 },
+        { "server has only the client's second", my, 2, y, 1, false, YAMUX, 0 },
+        { "server offers none: libp2p", y, 1, NULL, 0, false, NULL, 0 },
+        { "client offers none: libp2p", NULL, 0, y, 1, false, NULL, 0 },
+        { "no common muxer: libp2p fallback", y, 1, m, 1, false, NULL, 0 },
+        { "no common protocol at all", y, 1, m, 1, true, NULL, RINGP2P_ENEGOTIATION },
+        { "common muxer without libp2p", y, 1, ym, 2, true, YAMUX, 0 },
+    };
+    ringp2p_privkey *kc = gen(RINGP2P_KEY_ED25519), *ks = gen(RINGP2P_KEY_ED25519);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rp_tls_config cc = cfg_of(kc, true), sc = cfg_of(ks, false);
+        cc.muxers = cases[i].cm;
+        cc.n_muxers = cases[i].cn;
+        cc.test_no_libp2p_alpn = cases[i].no_libp2p;
+        sc.muxers = cases[i].sm;
+        sc.n_muxers = cases[i].sn;
+        struct end c, s;
+        end_open(&c, &cc);
+        end_open(&s, &sc);
+        handshake(&c, &s, NOW);
+        if (cases[i].code != 0) {
+            cr_assert_eq(s.last, cases[i].code, "%s: server %d %s", cases[i].name, s.last,
+                         s.ei.msg);
+            cr_assert_eq(c.last, cases[i].code, "%s: client %d %s", cases[i].name, c.last,
+                         c.ei.msg);
+        } else {
+            cr_assert_eq(c.last, RP_TLS_DONE, "%s: %s", cases[i].name, c.ei.msg);
+            cr_assert_eq(s.last, RP_TLS_DONE, "%s: %s", cases[i].name, s.ei.msg);
+            /* The very pointers of the configs, or NULL. */
+            if (cases[i].want == NULL) {
+                cr_assert_null(rp_tls_muxer(c.s), "%s", cases[i].name);
+                cr_assert_null(rp_tls_muxer(s.s), "%s", cases[i].name);
+            } else {
+                cr_assert_str_eq(rp_tls_muxer(c.s), cases[i].want, "%s", cases[i].name);
+                cr_assert_str_eq(rp_tls_muxer(s.s), cases[i].want, "%s", cases[i].name);
+                bool cfound = false, sfound = false;
+                for (size_t k = 0; k < cases[i].cn; k++)
+                    cfound |= rp_tls_muxer(c.s) == cases[i].cm[k];
+                for (size_t k = 0; k < cases[i].sn; k++)
+                    sfound |= rp_tls_muxer(s.s) == cases[i].sm[k];
+                cr_assert(cfound && sfound, "%s: not the config's pointer", cases[i].name);
+            }
+        }
+        end_close(&c);
+        end_close(&s);
+    }
+    ringp2p_privkey_free(kc);
+    ringp2p_privkey_free(ks);
+}
+
+static void ready_pair(struct end *c, struct end *s, ringp2p_privkey *kc, ringp2p_privkey *ks)
+{
+    rp_tls_config cc = cfg_of(kc, true), sc = cfg_of(ks, false);
+    end_open(c, &cc);
+    end_open(s, &sc);
+    handshake(c, s, NOW);
+    cr_assert_eq(c->last, RP_TLS_DONE, "%s", c->ei.msg);
+    cr_assert_eq(s->last, RP_TLS_DONE, "%s", s->ei.msg);
+}
+
+Test(tls, large_transfer_byte_exact_full_records, .timeout = 120)
+{
+    ringp2p_privkey *kc = gen(RINGP2P_KEY_ED25519), *ks = gen(RINGP2P_KEY_ED25519);
+    struct end c, s;
+    ready_pair(&c, &s, kc, ks);
+    const size_t total = (3u << 20) + 123;
+    uint8_t *data = malloc(total), *got = malloc(total);
+    RAND_bytes(data, total);
+
+    /* Many uneven iovs per seal call: every record is full but the last of each call. */
+    size_t sent = 0, off = 0, calls = 0;
+    const size_t overhead = 22; /* TLS 1.3 AEAD: 5 header + 1 content type + 16 tag */
+    ssize_t r = 0;
+    while (sent < total) {
+        rp_iov iov[7];
+        size_t n = 0, batch = 0;
+        for (; n < 7 && sent + batch < total; n++) {
+            size_t len = 1 + (size_t)((n * 7919 + calls * 104729) % 50000);
+            if (len > total - sent - batch) len = total - sent - batch;
+            iov[n] = rp_iov_make(data + sent + batch, len);
+            batch += len;
+        }
+        ssize_t w = rp_tls_seal(c.s, iov, n, s.rx + s.len, RX_CAP - s.len, &c.ei);
+        size_t records = (batch + 16383) / 16384;
+        cr_assert_eq(w, (ssize_t)(batch + records * overhead), "call %zu: %zd %s", calls, w,
+                     c.ei.msg);
+        s.len += (size_t)w;
+        sent += batch;
+        calls++;
+        /* Every third call (and at the end) the receiver reads, in odd-sized pieces. */
+        if (calls % 3 != 0 && sent < total) continue;
+        const uint8_t *p = s.rx;
+        size_t room = total - off < 4097 ? total - off : 4097;
+        r = rp_tls_open(s.s, &p, s.rx + s.len, got + off, room, &s.ei);
+        s.len = 0;
+        while (r > 0) {
+            off += (size_t)r;
+            room = total - off < 12345 ? total - off : 12345;
+            if (room == 0) break;
+            r = rp_tls_open(s.s, &p, p, got + off, room, &s.ei);
+        }
+        cr_assert_geq(r, 0, "%s", s.ei.msg);
+    }
+    cr_assert_eq(off, total);
+    cr_assert_arr_eq(got, data, total);
+    free(data);
+    free(got);
+    end_close(&c);
+    end_close(&s);
+    ringp2p_privkey_free(kc);
+    ringp2p_privkey_free(ks);
+}
+
+Test(tls, tampered_record_kills_the_session)
+{
+    ringp2p_privkey *kc = gen(RINGP2P_KEY_ED25519), *ks = gen(RINGP2P_KEY_ED25519);
+    static const size_t offsets[] = { 5, 6, 100, 1000 + 21 }; /* first body byte .. the tag */
+    for (size_t i = 0; i < sizeof offsets / sizeof offsets[0]; i++) {
+        struct end c, s;
+        ready_pair(&c, &s, kc, ks);
+        uint8_t msg[1000], got[1000];
+        memset(msg, 'x', sizeof msg);
+        send_bytes(&c, &s, msg, sizeof msg);
+        s.rx[offsets[i]] ^= 0x40;
+        cr_assert_eq(recv_bytes(&s, got, sizeof got), RINGP2P_EAUTH, "offset %zu: %s", offsets[i],
+                     s.ei.msg);
+        /* A good record afterwards does not revive it. */
+        send_bytes(&c, &s, msg, 10);
+        cr_assert_eq(recv_bytes(&s, got, sizeof got), RINGP2P_EAUTH);
+        rp_iov one = rp_iov_make(msg, 1);
+        cr_assert_eq(rp_tls_seal(s.s, &one, 1, got, sizeof got, NULL), RINGP2P_EAUTH);
+        /* The alert it queued tells the sender. */
+        c.len = rp_tls_take_output(s.s, c.rx, RX_CAP);
+        cr_assert_gt(c.len, 0);
+        cr_assert_eq(recv_bytes(&c, got, sizeof got), RINGP2P_EPROTOCOL, "%s", c.ei.msg);
+        end_close(&c);
+        end_close(&s);
+    }
+    ringp2p_privkey_free(kc);
+    ringp2p_privkey_free(ks);
+}
+
+Test(tls, pipelined_data_after_client_finished)
+{
+    ringp2p_privkey *kc = gen(RINGP2P_KEY_SECP256K1), *ks = gen(RINGP2P_KEY_ED25519);
+    rp_tls_config cc = cfg_of(kc, true), sc = cfg_of(ks, false);
+    struct end c, s;
+    end_open(&c, &cc);
+    end_open(&s, &sc);
+    hs_step(&c, &s, NOW); /* ClientHello */
+    hs_step(&s, &c, NOW); /* ServerHello .. Finished */
+    hs_step(&c, &s, NOW); /* Certificate .. Finished */
+    cr_assert_eq(c.last, RP_TLS_DONE, "%s", c.ei.msg);
+    cr_assert_eq(s.last, 0);
+    /* The client writes at once; its data lands behind its Finished. */
+    uint8_t msg[500], got[500];
+    memset(msg, 7, sizeof msg);
+    send_bytes(&c, &s, msg, sizeof msg);
+    hs_step(&s, &c, NOW);
+    cr_assert_eq(s.last, RP_TLS_DONE, "%s", s.ei.msg);
+    const uint8_t *p = NULL;
+    cr_assert_eq(rp_tls_open(s.s, &p, p, got, sizeof got, &s.ei), (ssize_t)sizeof msg);
+    cr_assert_arr_eq(got, msg, sizeof msg);
+    end_close(&c);
+    end_close(&s);
+    ringp2p_privkey_free(kc);
+    ringp2p_privkey_free(ks);
+}
+
+Test(tls, seal_room_close_and_misuse)
+{
+    ringp2p_privkey *kc = gen(RINGP2P_KEY_ED25519), *ks = gen(RINGP2P_KEY_ED25519);
+    rp_tls_config cc = cfg_of(kc, true);
+    struct end c, s;
+    end_open(&c, &cc);
+    uint8_t buf[256];
+    rp_iov one = rp_iov_make(buf, 10);
+    const uint8_t *p = NULL;
+    cr_assert_eq(rp_tls_seal(c.s, &one, 1, buf, sizeof buf, NULL), RINGP2P_EINVAL);
+    cr_assert_eq(rp_tls_open(c.s, &p, p, buf, sizeof buf, NULL), RINGP2P_EINVAL);
+    cr_assert_eq(rp_tls_close(c.s), RINGP2P_EINVAL);
+    cr_assert_null(rp_tls_remote_peer(c.s));
+    end_close(&c);
+
+    ready_pair(&c, &s, kc, ks);
+    /* Too little room: refused, nothing consumed; then it goes through. */
+    uint8_t msg[100] = { 1, 2, 3 };
+    rp_iov m = rp_iov_make(msg, sizeof msg);
+    ringp2p_errinfo ei;
+    cr_assert_eq(rp_tls_seal(c.s, &m, 1, buf, rp_tls_sealed_len(c.s, 100) - 1, &ei),
+                 RINGP2P_ENOBUF);
+    cr_assert_eq(rp_tls_pending_output(c.s), 0);
+    send_bytes(&c, &s, msg, sizeof msg);
+    uint8_t got[100];
+    cr_assert_eq(recv_bytes(&s, got, sizeof got), 100);
+    cr_assert_arr_eq(got, msg, 100);
+    /* Empty input seals to nothing. */
+    cr_assert_eq(rp_tls_seal(c.s, NULL, 0, buf, 0, &ei), 0);
+    /* close_notify: we refuse to seal, the peer reads ECLOSED. */
+    cr_assert_eq(rp_tls_close(c.s), 0);
+    cr_assert_gt(rp_tls_pending_output(c.s), 0);
+    s.len = rp_tls_take_output(c.s, s.rx, RX_CAP);
+    cr_assert_eq(rp_tls_seal(c.s, &m, 1, buf, sizeof buf, NULL), RINGP2P_ECLOSED);
+    cr_assert_eq(recv_bytes(&s, got, sizeof got), RINGP2P_ECLOSED, "%s", s.ei.msg);
+    end_close(&c);
+    end_close(&s);
+    ringp2p_privkey_free(kc);
+    ringp2p_privkey_free(ks);
+}
+
+Test(tls, config_errors)
+{
+    ringp2p_privkey *k = gen(RINGP2P_KEY_ED25519);
+    static const char *const bad1[] = { "" }, *const bad2[] = { "libp2p" },
+                             *const bad3[] = { NULL };
+    char longname[300];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    const char *const bad4[] = { longname };
+    const char *many[RP_TLS_MUXERS_MAX + 1];
+    for (size_t i = 0; i < RP_TLS_MUXERS_MAX + 1; i++) many[i] = YAMUX;
+    struct {
+        const char *const *m;
+        size_t n;
+    } cases[] = {
+        { bad1, 1 }, { bad2, 1 }, { bad3, 1 }, { bad4, 1 }, { many, RP_TLS_MUXERS_MAX + 1 }
+    };
+    rp_tls *s = NULL;
+    ringp2p_errinfo ei;
+    rp_tls_config c = cfg_of(NULL, true);
+    cr_assert_eq(rp_tls_new(&c, &s, &ei), RINGP2P_EINVAL);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        c = cfg_of(k, i % 2 == 0);
+        c.muxers = cases[i].m;
+        c.n_muxers = cases[i].n;
+        cr_assert_eq(rp_tls_new(&c, &s, &ei), RINGP2P_EINVAL, "case %zu", i);
+    }
+    c = cfg_of(k, true);
+    c.muxers = many;
+    c.n_muxers = RP_TLS_MUXERS_MAX;
+    cr_assert_eq(rp_tls_new(&c, &s, &ei), 0, "%s", ei.msg);
+    rp_tls_free(s);
+    ringp2p_privkey_free(k);
+}
