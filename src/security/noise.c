@@ -492,6 +492,7 @@ struct rp_noise {
     ringp2p_peer_id expected;
     const char *const *muxers; /* the config's, borrowed */
     size_t n_muxers;
+    uint8_t *split_keys_out; /* the config's, borrowed until the handshake ends */
     struct hs_part *hp;
     /* After the handshake. */
     ringp2p_pubkey *remote_key;
@@ -539,6 +540,7 @@ int rp_noise_new(const rp_noise_config *cfg, rp_noise **out, ringp2p_errinfo *ei
     s->initiator = cfg->initiator;
     s->muxers = cfg->muxers;
     s->n_muxers = cfg->n_muxers;
+    s->split_keys_out = cfg->split_keys_out;
     if (cfg->expected_peer != NULL) {
         s->has_expected = true;
         s->expected = *cfg->expected_peer;
@@ -722,6 +724,9 @@ static int check_remote_payload(rp_noise *s, const rp_iov *payload, ringp2p_erri
 static int finish(rp_noise *s, ringp2p_errinfo *ei)
 {
     int r = rp_noise_hs_split(&s->hp->hs, &s->send, &s->recv);
+    if (r == 0 && s->split_keys_out != NULL)
+        r = hkdf2(s->hp->hs.ck, NULL, 0, s->split_keys_out); /* Split's outputs, k1 || k2 */
+    s->split_keys_out = NULL;
     if (r < 0) return rp_err(ei, r, "Noise: Split failed");
     rp_noise_hs_clear(&s->hp->hs);
     OPENSSL_free(s->hp);

@@ -242,6 +242,13 @@ typedef struct rp_noise_config {
     /* Noise prologue (§6), read in rp_noise_new; libp2p uses none. */
     const uint8_t *prologue;
     size_t prologue_len;
+    /*
+     * Not NULL: receives Split()'s two keys, k1 || k2 (2 x 32 bytes; k1 is the
+     * initiator's sending key), when the handshake completes, for a mode that
+     * derives its own transport keys from them (/ringp2p/signed). Caller's
+     * buffer: it must stay valid until the handshake ends; the caller wipes it.
+     */
+    uint8_t *split_keys_out;
     /* Tests only: fixed X25519 private keys (32 bytes) instead of fresh ones. */
     const uint8_t *test_static_priv;
     const uint8_t *test_ephemeral_priv;
