@@ -37,9 +37,17 @@
 #define RP_RUNTIME_SHARDS_MAX 256
 
 /* Defaults for rp_runtime_config; each field's comment says what 0 means. */
-#define RP_RUNTIME_RING_ENTRIES_DEFAULT   1024u /* SQ entries; the CQ gets 8 times as many */
-#define RP_RUNTIME_RECV_BUF_SIZE_DEFAULT  (64u * 1024)
-#define RP_RUNTIME_RECV_BUF_COUNT_DEFAULT 512u         /* power of two, at most 32768 */
+#define RP_RUNTIME_RING_ENTRIES_DEFAULT  1024u /* SQ entries; the CQ gets 8 times as many */
+#define RP_RUNTIME_RECV_BUF_SIZE_DEFAULT (64u * 1024)
+/*
+ * 32 x 64 KiB = 2 MiB per shard, the L2 size here. The kernel takes provided
+ * buffers in ring order, so a buffer comes back only after all the others: a
+ * ring much larger than the cache makes every receive copy write cold memory.
+ * Measured with bench/tcp_throughput (docs/PERFORMANCE.md): 512 buffers cost
+ * 1.25-1.29x more time and 1.2x more CPU per byte than 32, and with 64
+ * connections 32 still won (1.25x vs 0.67x iperf3) despite ENOBUFS pauses.
+ */
+#define RP_RUNTIME_RECV_BUF_COUNT_DEFAULT 32u          /* power of two, at most 32768 */
 #define RP_RUNTIME_SEND_CHUNK_DEFAULT     (64u * 1024) /* rp_conn_send copies into chunks this big */
 #define RP_RUNTIME_HIGH_WATERMARK_DEFAULT                  \
     (1u << 20) /* queued bytes that make a conn unwritable \
@@ -155,6 +163,19 @@ rp_timer_wheel *rp_shard_timers(rp_shard *sh);
 
 /* Shard. The shard's logger (never NULL). */
 const rp_logger *rp_shard_log(const rp_shard *sh);
+
+/*
+ * Shard `sh`. Installs fn(sh, arg) (NULL removes it), called once per loop
+ * turn at the start of the flush step (step 4 in runtime.c), after the
+ * turn's messages, completions and timers and before the connections' sends
+ * are gathered: a layer above that batches output (the host seals dirty
+ * connections) queues it there and it leaves in the same turn. Output that
+ * callbacks queue later in the turn (deferred deliveries, on_close) waits
+ * for the next turn, so the layer must make that turn happen (e.g. with a
+ * message to itself). One hook per shard.
+ */
+typedef void (*rp_shard_hook_fn)(rp_shard *sh, void *arg);
+void rp_shard_set_flush_hook(rp_shard *sh, rp_shard_hook_fn fn, void *arg);
 
 /* ---- cross-shard messages ----------------------------------------------------------------- */
 
