@@ -22,23 +22,12 @@
 #define RP_TEST_KEY_VECTORS_H
 
 #include <criterion/criterion.h>
+
+#include "testutil.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-
-/* Decodes hex (upper or lower case) into out; asserts it fits and is well-formed. */
-static inline size_t unhex(const char *hex, uint8_t *out, size_t cap)
-{
-    size_t n = strlen(hex);
-    cr_assert(n % 2 == 0 && n / 2 <= cap, "bad hex vector");
-    for (size_t i = 0; i < n / 2; i++) {
-        unsigned v;
-        cr_assert(sscanf(hex + 2 * i, "%2x", &v) == 1, "bad hex vector");
-        out[i] = (uint8_t)v;
-    }
-    return n / 2;
-}
 
 #define GO_FIXTURE_MSG "Libp2p is the _best_!"
 #define JS_SECP_MSG    "hello! and welcome to some awesome crypto primitives"

@@ -1,22 +1,12 @@
 #include <criterion/criterion.h>
 
+#include "testutil.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "crypto/aead.h"
-
-static size_t unhex(const char *s, uint8_t *out, size_t cap)
-{
-    size_t n = strlen(s) / 2;
-    cr_assert_leq(n, cap, "hex too long for its buffer");
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        cr_assert_eq(sscanf(s + 2 * i, "%2x", &v), 1);
-        out[i] = (uint8_t)v;
-    }
-    return n;
-}
 
 /* Published vectors: RFC 8439 §2.8.2; the GCM spec's test cases 13, 14, 16 (AES-256). */
 static const struct vector {

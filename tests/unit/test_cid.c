@@ -1,22 +1,18 @@
 #include <criterion/criterion.h>
+
+#include "testutil.h"
 #include <stdio.h>
 #include <string.h>
 
 #include "multiformats/cid.h"
 #include "multiformats/multihash.h"
 
-static size_t unhex(const char *hex, uint8_t *out)
-{
-    size_t n = strlen(hex) / 2;
-    for (size_t i = 0; i < n; i++) sscanf(hex + 2 * i, "%2hhx", &out[i]);
-    return n;
-}
-
 Test(multihash, sha256_of_known_input)
 {
     /* sha2-256("foo"), as in the multihash README example. */
     uint8_t mh[64], want[64];
-    size_t wl = unhex("12202c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", want);
+    size_t wl = unhex("12202c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", want,
+                      sizeof(want));
     ssize_t n = rp_multihash_sha256((const uint8_t *)"foo", 3, mh, sizeof(mh));
     cr_assert_eq(n, (ssize_t)wl);
     cr_assert_arr_eq(mh, want, wl);

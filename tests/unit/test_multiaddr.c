@@ -1,4 +1,6 @@
 #include <criterion/criterion.h>
+
+#include "testutil.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -12,18 +14,6 @@
  * every one was cross-checked against @multiformats/multiaddr 13.0.3 except
  * garlic (js keeps the text's bytes; we follow go and the table).
  */
-
-static size_t unhex(const char *h, uint8_t *out, size_t cap)
-{
-    size_t n = 0;
-    for (; *h != '\0'; h += 2) {
-        unsigned v;
-        cr_assert(sscanf(h, "%2x", &v) == 1, "bad hex in test vector");
-        cr_assert_lt(n, cap);
-        out[n++] = (uint8_t)v;
-    }
-    return n;
-}
 
 #define QM          "QmcgpsyWgH8Y8ajJz1Cu72KnS5uo2Aa2LpzU7kinSupNKC"
 #define QM_HEX      "a503221220d52ebb89d85b02a284948203a62ff28389c57c9f42beec4ec20db76a68911c0b"

@@ -1,5 +1,7 @@
 #include <criterion/criterion.h>
 
+#include "testutil.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,18 +15,6 @@
 
 /* Any fixed wall-clock time; the vectors are valid 1975..4096. */
 #define NOW ((int64_t)1700000000)
-
-static size_t unhex(const char *s, uint8_t *out, size_t cap)
-{
-    size_t n = strlen(s) / 2;
-    cr_assert_leq(n, cap, "hex too long for its buffer");
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        cr_assert_eq(sscanf(s + 2 * i, "%2x", &v), 1);
-        out[i] = (uint8_t)v;
-    }
-    return n;
-}
 
 static ringp2p_privkey *gen(ringp2p_key_type t)
 {

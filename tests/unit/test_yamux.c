@@ -1,4 +1,6 @@
 #include <criterion/criterion.h>
+
+#include "testutil.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,33 +31,6 @@ static void bbuf_put(bbuf *b, const void *src, size_t n)
     }
     if (n) memcpy(b->p + b->len, src, n);
     b->len += n;
-}
-
-/* Hex with optional spaces into out; returns the byte count. */
-static size_t unhex(const char *hex, uint8_t *out, size_t cap)
-{
-    size_t n = 0;
-    int hi = -1;
-    for (const char *c = hex; *c; c++) {
-        int v;
-        if (*c >= '0' && *c <= '9')
-            v = *c - '0';
-        else if (*c >= 'a' && *c <= 'f')
-            v = *c - 'a' + 10;
-        else if (*c >= 'A' && *c <= 'F')
-            v = *c - 'A' + 10;
-        else
-            continue;
-        if (hi < 0) {
-            hi = v;
-        } else {
-            cr_assert_lt(n, cap);
-            out[n++] = (uint8_t)(hi << 4 | v);
-            hi = -1;
-        }
-    }
-    cr_assert_eq(hi, -1, "odd hex string %s", hex);
-    return n;
 }
 
 static void put_hdr(bbuf *b, uint8_t type, uint16_t flags, uint32_t id, uint32_t len)
