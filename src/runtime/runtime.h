@@ -164,19 +164,6 @@ rp_timer_wheel *rp_shard_timers(rp_shard *sh);
 /* Shard. The shard's logger (never NULL). */
 const rp_logger *rp_shard_log(const rp_shard *sh);
 
-/*
- * Shard `sh`. Installs fn(sh, arg) (NULL removes it), called once per loop
- * turn at the start of the flush step (step 4 in runtime.c), after the
- * turn's messages, completions and timers and before the connections' sends
- * are gathered: a layer above that batches output (the host seals dirty
- * connections) queues it there and it leaves in the same turn. Output that
- * callbacks queue later in the turn (deferred deliveries, on_close) waits
- * for the next turn, so the layer must make that turn happen (e.g. with a
- * message to itself). One hook per shard.
- */
-typedef void (*rp_shard_hook_fn)(rp_shard *sh, void *arg);
-void rp_shard_set_flush_hook(rp_shard *sh, rp_shard_hook_fn fn, void *arg);
-
 /* ---- cross-shard messages ----------------------------------------------------------------- */
 
 typedef struct rp_msg rp_msg;
