@@ -117,7 +117,8 @@ void rp_host_ping_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx)
 ssize_t rp_host_identify_msg(ringp2p_node *n, const uint8_t *obs, size_t obs_len, uint8_t *dst,
                              size_t cap)
 {
-    rp_iov addrs[RP_HOST_LISTEN_MAX];
+    rp_iov addrs[RP_HOST_ADDRS_MAX];
+    pthread_mutex_lock(&n->amu);
     for (size_t i = 0; i < n->naddrs; i++) addrs[i] = rp_iov_make(n->addrs[i], n->addr_len[i]);
     pthread_mutex_lock(&n->mu);
     rp_identify_info me = {
@@ -132,12 +133,14 @@ ssize_t rp_host_identify_msg(ringp2p_node *n, const uint8_t *obs, size_t obs_len
     };
     ssize_t r = rp_identify_write(&me, obs, obs_len, dst, cap, NULL);
     pthread_mutex_unlock(&n->mu);
+    pthread_mutex_unlock(&n->amu);
     return r;
 }
 
 /* Reader side: the whole stream is buffered, then applied at EOF. */
 typedef struct id_rd {
     ringp2p_node *node;
+    bool response; /* an identify response (its observedAddr is ours), not a push */
     uint8_t *buf;
     size_t len, cap;
 } id_rd;
@@ -179,15 +182,16 @@ static void id_eof(ringp2p_stream *s, void *ctx)
     }
     if (rc == 0) rc = rp_identify_read_end(m, p, end, NULL);
     const ringp2p_conn_info *ci = ringp2p_stream_conn(s);
+    rp_hconn *hc = rp_stream_hconn(s);
+    rp_identify_peer *idp = rc == 0 ? rp_hconn_peer(hc) : NULL;
+    if (rc == 0 && idp == NULL) rc = RINGP2P_ENOMEM;
+    /* verifies the key and signed record against the connection's peer, then merges (push rule) */
+    if (rc == 0 && (rc = rp_identify_peer_apply(idp, m, NULL)) > 0) rc = 0;
     if (rc == 0) {
-        rp_identify_verified v;
-        rc = rp_identify_verify(m, &ci->peer, &v, NULL);
-        if (rc == 0) rp_identify_verified_clear(&v);
-    }
-    if (rc == 0) {
-        rp_hconn *hc = rp_stream_hconn(s);
-        if (m->agent_version.base != NULL)
-            rp_hconn_set_agent(hc, m->agent_version.base, m->agent_version.len);
+        rp_iov av = rp_identify_peer_agent_version(idp);
+        if (av.base != NULL) rp_hconn_set_agent(hc, av.base, av.len);
+        if (r->response && m->observed_addr.base != NULL)
+            rp_hconn_observed(hc, m->observed_addr.base, m->observed_addr.len);
         rp_host_emit(r->node, RINGP2P_EVENT_IDENTIFIED, ci, 0, rp_hconn_agent(hc));
     }
     free(m);
@@ -254,17 +258,20 @@ void rp_host_identify_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx)
     send_identify(n, s, true);
 }
 
-static id_rd *reader_new(ringp2p_node *n)
+static id_rd *reader_new(ringp2p_node *n, bool response)
 {
     id_rd *r = calloc(1, sizeof(*r));
-    if (r != NULL) r->node = n;
+    if (r != NULL) {
+        r->node = n;
+        r->response = response;
+    }
     return r;
 }
 
 void rp_host_push_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx)
 {
     (void)ctx;
-    id_rd *r = reader_new(n);
+    id_rd *r = reader_new(n, false);
     if (r == NULL) {
         ringp2p_stream_reset(s);
         return;
@@ -278,7 +285,7 @@ static void id_opened(ringp2p_node *n, ringp2p_stream *s, int err, const ringp2p
     (void)ei;
     (void)ctx;
     if (err < 0) return; /* the peer does not speak identify: nothing to learn */
-    id_rd *r = reader_new(n);
+    id_rd *r = reader_new(n, true);
     if (r == NULL) {
         ringp2p_stream_reset(s);
         return;

@@ -61,6 +61,7 @@ struct ringp2p_stream {
     uint64_t fed_total;
     bool want_writable, write_closed, fin_sent, peer_fin, eof_done, paused, delivering;
     rseg *rhead, *rtail;
+    rp_timer neg_timer; /* RINGP2P_LIMIT_NEGOTIATION_TIMEOUT_MS while in ST_NEG */
     int busy;
 };
 
@@ -88,9 +89,11 @@ struct rp_hconn {
     rp_hconn *next, *prev;
     ringp2p_conn_info info;
     ringp2p_multiaddr *remote_ma, *local_ma;
-    uint8_t remote_bin[RP_TCP_MADDR_MAX];
-    size_t remote_bin_len;
+    uint8_t remote_bin[RP_TCP_MADDR_MAX], local_bin[RP_TCP_MADDR_MAX];
+    size_t remote_bin_len, local_bin_len;
     char *agent;
+    rp_identify_peer *idp; /* what identify told us about the peer; NULL before */
+    bool counted;          /* included in the node's nconns */
     int fail_err;
     ringp2p_errinfo fail_ei;
     int busy;
@@ -99,6 +102,7 @@ struct rp_hconn {
 static void conn_fail(rp_hconn *hc, int err, const ringp2p_errinfo *ei);
 static void conn_mark_dirty(rp_hconn *hc);
 static void conn_reap(rp_hconn *hc);
+static void uncount(rp_hconn *hc);
 static void stream_finish(ringp2p_stream *s, int err, const ringp2p_errinfo *ei);
 static void stream_feed(ringp2p_stream *s);
 static void stream_deliver(ringp2p_stream *s, rp_rbuf *rbuf, const uint8_t *data, size_t len);
@@ -143,6 +147,26 @@ void rp_hconn_set_agent(rp_hconn *hc, const uint8_t *agent, size_t len)
 const char *rp_hconn_agent(const rp_hconn *hc)
 {
     return hc->agent;
+}
+
+rp_identify_peer *rp_hconn_peer(rp_hconn *hc)
+{
+    if (hc->idp == NULL && rp_identify_peer_new(&hc->info.peer, &hc->idp) < 0) hc->idp = NULL;
+    return hc->idp;
+}
+
+const rp_identify_peer *rp_host_conn_peer(const ringp2p_conn_info *ci)
+{
+    const rp_hconn *hc =
+        (const rp_hconn *)(const void *)((const char *)ci - offsetof(rp_hconn, info));
+    return hc->idp;
+}
+
+void rp_hconn_observed(rp_hconn *hc, const uint8_t *observed, size_t len)
+{
+    rp_host_observed(hc->hs, &hc->info.peer, hc->remote_bin_len > 0 ? hc->remote_bin : NULL,
+                     hc->remote_bin_len, hc->local_bin_len > 0 ? hc->local_bin : NULL,
+                     hc->local_bin_len, observed, len);
 }
 
 rp_hconn *rp_hconn_find(rp_hshard *hs, uint64_t id)
@@ -565,6 +589,7 @@ static void stream_negotiated(ringp2p_stream *s)
         return;
     }
     s->state = ST_OPEN;
+    rp_timer_cancel(&s->neg_timer);
     ringp2p_stream_handler fn = NULL;
     void *fctx = NULL;
     if (!s->outbound) {
@@ -626,12 +651,31 @@ static void stream_deliver(ringp2p_stream *s, rp_rbuf *rbuf, const uint8_t *data
 
 /* ---- streams: lifecycle ------------------------------------------------------------------- */
 
+static void neg_fired(rp_timer *t, void *arg)
+{
+    ringp2p_stream *s = arg;
+    rp_hconn *hc = s->hc;
+    (void)t;
+    if (s->finished || s->state != ST_NEG) return;
+    ringp2p_errinfo ei = { RINGP2P_ETIMEDOUT, "" };
+    snprintf(ei.msg, sizeof(ei.msg),
+             "timed out: multistream-select on the stream did not finish in %llu ms",
+             (unsigned long long)rp_host_limit(hc->hs->node, RINGP2P_LIMIT_NEGOTIATION_TIMEOUT_MS));
+    hc->busy++;
+    stream_finish(s, RINGP2P_ETIMEDOUT, &ei);
+    hc->busy--;
+    conn_reap(hc);
+}
+
 static ringp2p_stream *stream_new(rp_hconn *hc, bool outbound)
 {
     ringp2p_stream *s = calloc(1, sizeof(*s));
     if (s == NULL) return NULL;
     s->hc = hc;
     s->outbound = outbound;
+    rp_timer_init(&s->neg_timer, neg_fired, s);
+    uint64_t to = rp_host_limit(hc->hs->node, RINGP2P_LIMIT_NEGOTIATION_TIMEOUT_MS) * 1000000ull;
+    rp_timer_arm(rp_shard_timers(hc->hs->sh), &s->neg_timer, now_of(hc) + to);
     s->next = hc->streams;
     if (hc->streams != NULL) hc->streams->prev = s;
     hc->streams = s;
@@ -640,6 +684,7 @@ static ringp2p_stream *stream_new(rp_hconn *hc, bool outbound)
 
 static void stream_free(ringp2p_stream *s)
 {
+    rp_timer_cancel(&s->neg_timer);
     free_chunks(s);
     while (s->rhead != NULL) {
         rseg *g = s->rhead;
@@ -662,6 +707,7 @@ static void stream_finish(ringp2p_stream *s, int err, const ringp2p_errinfo *ei)
 {
     if (s->finished) return;
     s->finished = true;
+    rp_timer_cancel(&s->neg_timer);
     rp_hconn *hc = s->hc;
     if (s->ys != NULL) {
         if (err != 0) rp_yamux_stream_reset(s->ys);
@@ -1176,6 +1222,8 @@ static void hconn_free(rp_hconn *hc)
     free(hc->pre);
     free(hc->rx);
     free(hc->agent);
+    rp_identify_peer_free(hc->idp);
+    uncount(hc);
     ringp2p_multiaddr_free(hc->remote_ma);
     ringp2p_multiaddr_free(hc->local_ma);
     free(hc);
@@ -1224,11 +1272,15 @@ static void on_conn_close(rp_conn *c, void *arg, int err)
 {
     rp_hconn *hc = arg;
     (void)c;
+    uncount(hc); /* before DISCONNECTED: a waiting peer may connect as soon as it is told */
     int why = hc->fail_err != 0 ? hc->fail_err : err;
     if (hc->phase != HC_DEAD) conn_fail(hc, err != 0 ? err : RINGP2P_ECLOSED, NULL);
     hc->c = NULL;
     ringp2p_node *n = hc->hs->node;
     if (hc->dir_added) rp_host_dir_remove(n, hc->id);
+    /* the peer's observations of us stand while some connection to it does */
+    if (hc->idp != NULL && !rp_host_dir_has(n, &hc->info.peer))
+        rp_host_observer_gone(hc->hs, &hc->info.peer);
     if (hc->connected_emitted)
         rp_host_emit(n, RINGP2P_EVENT_DISCONNECTED, &hc->info,
                      why == RINGP2P_ECLOSED || why == RINGP2P_ECONNRESET ? 0 : why, NULL);
@@ -1268,6 +1320,14 @@ static void ytimer_fired(rp_timer *t, void *arg)
     conn_reap(hc);
 }
 
+/* The connection no longer counts towards RINGP2P_LIMIT_CONNECTIONS (idempotent). */
+static void uncount(rp_hconn *hc)
+{
+    if (!hc->counted) return;
+    hc->counted = false;
+    atomic_fetch_sub(&hc->hs->node->nconns, 1);
+}
+
 static rp_hconn *hconn_new(rp_hshard *hs, bool inbound)
 {
     rp_hconn *hc = calloc(1, sizeof(*hc));
@@ -1278,6 +1338,7 @@ static rp_hconn *hconn_new(rp_hshard *hs, bool inbound)
         return NULL;
     }
     hc->hs = hs;
+    hc->counted = true; /* the caller counted it */
     hc->inbound = inbound;
     hc->info.inbound = inbound;
     hc->info.shard = hs->idx;
@@ -1298,7 +1359,6 @@ static int conn_begin(rp_hconn *hc, rp_conn *c)
     hc->info.id = hc->id;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
-    uint8_t buf[RP_TCP_MADDR_MAX];
     if (rp_conn_peer_addr(c, &ss, &sl) == 0) {
         ssize_t n =
             rp_tcp_maddr((struct sockaddr *)&ss, sl, hc->remote_bin, sizeof(hc->remote_bin));
@@ -1309,8 +1369,11 @@ static int conn_begin(rp_hconn *hc, rp_conn *c)
     }
     sl = sizeof(ss);
     if (rp_conn_local_addr(c, &ss, &sl) == 0) {
-        ssize_t n = rp_tcp_maddr((struct sockaddr *)&ss, sl, buf, sizeof(buf));
-        if (n > 0) ringp2p_multiaddr_from_bytes(buf, (size_t)n, &hc->local_ma, NULL);
+        ssize_t n = rp_tcp_maddr((struct sockaddr *)&ss, sl, hc->local_bin, sizeof(hc->local_bin));
+        if (n > 0) {
+            hc->local_bin_len = (size_t)n;
+            ringp2p_multiaddr_from_bytes(hc->local_bin, (size_t)n, &hc->local_ma, NULL);
+        }
     }
     hc->info.remote_addr = hc->remote_ma;
     hc->info.local_addr = hc->local_ma;
@@ -1337,8 +1400,26 @@ int rp_hconn_accept(rp_hshard *hs, rp_conn *c)
         rp_conn_abort(c);
         return RINGP2P_ECLOSED;
     }
+    /* Refused before any work (no buffers, no handshake): a reset the peer sees at once. */
+    ringp2p_node *n = hs->node;
+    uint64_t limit = rp_host_limit(n, RINGP2P_LIMIT_CONNECTIONS);
+    uint_fast64_t cur = atomic_load(&n->nconns);
+    /* reserve a slot: shards accept concurrently, and a plain check could let both through */
+    while (cur < limit && !atomic_compare_exchange_weak(&n->nconns, &cur, cur + 1)) {
+    }
+    if (cur >= limit) {
+        uint64_t k = atomic_fetch_add(&n->conns_refused, 1) + 1;
+        /* the first refusal and then every 1024th, not one line per connection in a flood */
+        if ((k & 1023) == 1)
+            rp_logf(&n->log, RINGP2P_LOG_WARN, "host",
+                    "inbound connection refused: %llu connections is the limit (%llu refused)",
+                    (unsigned long long)limit, (unsigned long long)k);
+        rp_conn_abort(c);
+        return RINGP2P_ELIMIT;
+    }
     rp_hconn *hc = hconn_new(hs, true);
     if (hc == NULL) {
+        atomic_fetch_sub(&n->nconns, 1);
         rp_conn_abort(c);
         return RINGP2P_ENOMEM;
     }
@@ -1377,8 +1458,10 @@ static void dial_done(rp_shard *sh, void *arg, rp_conn *c, int err)
 
 int rp_hconn_dial(rp_hshard *hs, rp_hopen *o)
 {
+    atomic_fetch_add(&hs->node->nconns, 1); /* dials count but are never refused */
     rp_hconn *hc = hconn_new(hs, false);
     if (hc == NULL) {
+        atomic_fetch_sub(&hs->node->nconns, 1);
         rp_hopen_fail(o, RINGP2P_ENOMEM, NULL);
         return RINGP2P_ENOMEM;
     }

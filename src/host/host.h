@@ -43,14 +43,23 @@
 #include "base/log.h"
 #include "multistream/multistream.h"
 #include "muxer/yamux.h"
+#include "protocols/identify.h"
 #include "ringp2p/node.h"
 #include "runtime/conn.h"
 #include "runtime/runtime.h"
 #include "runtime/timer.h"
 #include "security/noise.h"
+#include "transport/tcp.h"
 
 /* Listen addresses a config holds. */
 #define RP_HOST_LISTEN_MAX 16
+/*
+ * Addresses we advertise (listen addresses with wildcards expanded to the
+ * interfaces' addresses, then adopted observed addresses); the rest are
+ * dropped. 32 short TCP addresses keep our identify message and its signed
+ * record well under RP_IDENTIFY_OWN_MSG_MAX.
+ */
+#define RP_HOST_ADDRS_MAX 32
 /* Upgrade-phase bytes buffered (multistream lines and Noise handshake frames). */
 #define RP_HOST_PRE_MAX (2 * RP_NOISE_FRAME_MAX)
 /* Plaintext sealed per batch (several full Noise records); the seal loop repeats. */
@@ -120,13 +129,38 @@ struct ringp2p_node {
     rp_hshard **shards;
     size_t nlisteners;
     rp_listener *listeners[RP_HOST_LISTEN_MAX];
-    size_t naddrs;
-    uint8_t *addrs[RP_HOST_LISTEN_MAX]; /* resolved, binary, without /p2p */
-    size_t addr_len[RP_HOST_LISTEN_MAX];
-    uint8_t *record; /* signed peer record (envelope) */
-    size_t record_len;
+    /* The listeners' bound addresses (binary, port resolved, wildcards kept); fixed after start. */
+    size_t nladdrs;
+    uint8_t laddrs[RP_HOST_LISTEN_MAX][RP_TCP_MADDR_MAX];
+    size_t laddr_len[RP_HOST_LISTEN_MAX];
+    /* laddrs with wildcards expanded (getifaddrs at start): the base of what we advertise. */
+    size_t nbase;
+    uint8_t base[RP_HOST_ADDRS_MAX][RP_TCP_MADDR_MAX];
+    size_t base_len[RP_HOST_ADDRS_MAX];
     atomic_bool started, stopped;
     atomic_uint next_dial_shard;
+    atomic_uint_fast64_t nconns;        /* live connections (every phase), for LIMIT_CONNECTIONS */
+    atomic_uint_fast64_t conns_refused; /* inbound connections refused by LIMIT_CONNECTIONS */
+
+    /*
+     * Our observed and advertised addresses, behind their own mutex rather
+     * than owned by one shard: reports arrive on every shard once per
+     * identify (not on the datapath), and the advertised set is read from
+     * every shard (identify) and from any thread (ringp2p_node_addrs), so a
+     * shard owner would need a round trip or a published copy for each read.
+     * The lock is held for microseconds (plus one record signature when the
+     * set changes). Lock order: amu before mu.
+     */
+    pthread_mutex_t amu;
+    rp_obsaddr_config obs_cfg; /* set before start (tests: by_peer_only, short TTL) */
+    rp_obsaddr obs;
+    bool obs_timer_armed; /* shard 0's expiry timer is armed or being armed */
+    size_t naddrs;
+    uint8_t addrs[RP_HOST_ADDRS_MAX][RP_OBSADDR_ADDR_MAX]; /* advertised, binary, no /p2p */
+    size_t addr_len[RP_HOST_ADDRS_MAX];
+    uint8_t *record; /* signed peer record (envelope) of addrs */
+    size_t record_len;
+    uint64_t record_seq;
 
     pthread_mutex_t mu; /* guards everything below */
     rp_htable *handlers;
@@ -144,6 +178,7 @@ struct rp_hshard {
     bool flush_posted;
     bool stopping;
     rp_htable *handlers;
+    rp_timer obs_timer; /* shard 0: expiry of observed-address reports */
     /* Scratch for one seal batch. */
     uint8_t hdr[RP_HOST_SEAL_IOV * RP_YAMUX_HEADER_LEN];
     rp_iov iov[RP_HOST_SEAL_IOV];
@@ -175,6 +210,28 @@ void rp_hopen_free(rp_hopen *o);
 void rp_hopen_fail(rp_hopen *o, int err, const ringp2p_errinfo *ei);
 /* Runs an open request on shard hs (reuse or dial). */
 void rp_host_open_on_shard(rp_hshard *hs, rp_hopen *o);
+/*
+ * Shard hs. An identify response from `observer` (connected from
+ * remote/rlen, to our socket address local/llen) said it sees us at
+ * observed/olen. Recorded against the listen address the local end belongs
+ * to (none: an outbound connection from an ephemeral port, ignored); when the
+ * adopted set changes, the advertised addresses and record are rebuilt, every
+ * shard pushes identify and ADDRS_CHANGED is raised on hs.
+ */
+void rp_host_observed(rp_hshard *hs, const ringp2p_peer_id *observer, const uint8_t *remote,
+                      size_t rlen, const uint8_t *local, size_t llen, const uint8_t *observed,
+                      size_t olen);
+/* Shard hs. The last connection to `peer` closed: its reports go. */
+void rp_host_observer_gone(rp_hshard *hs, const ringp2p_peer_id *peer);
+/* Whether some live connection to `peer` is in the directory. Any thread. */
+bool rp_host_dir_has(ringp2p_node *n, const ringp2p_peer_id *peer);
+/*
+ * Before start. The observed-address rules (identify.h rp_obsaddr_config);
+ * tests on loopback use by_peer_only since every node there shares 127.0.0.1.
+ */
+void rp_host_set_obsaddr(ringp2p_node *n, const rp_obsaddr_config *cfg);
+/* Inbound connections refused so far by RINGP2P_LIMIT_CONNECTIONS. Any thread. */
+uint64_t rp_host_conns_refused(const ringp2p_node *n);
 
 /* hconn.c */
 int rp_hconn_accept(rp_hshard *hs, rp_conn *c);
@@ -210,5 +267,18 @@ int rp_hconn_open_internal(rp_hconn *hc, const char *proto, ringp2p_open_fn fn, 
 /* Stores the agent version learnt by identify (copied). */
 void rp_hconn_set_agent(rp_hconn *hc, const uint8_t *agent, size_t len);
 const char *rp_hconn_agent(const rp_hconn *hc);
+/*
+ * The connection's identify record of its peer (agent, protocols, certified
+ * addresses), created on first use; NULL when out of memory. Owned by hc.
+ */
+rp_identify_peer *rp_hconn_peer(rp_hconn *hc);
+/* hc's peer reported seeing us at observed/len in an identify response (rp_host_observed). */
+void rp_hconn_observed(rp_hconn *hc, const uint8_t *observed, size_t len);
+/*
+ * Shard; during a callback about the connection `ci` (an event or a stream's
+ * ringp2p_stream_conn). What identify and pushes told us about its peer so
+ * far, or NULL before the first identify. Valid during the callback.
+ */
+const rp_identify_peer *rp_host_conn_peer(const ringp2p_conn_info *ci);
 
 #endif

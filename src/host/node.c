@@ -9,10 +9,17 @@
  *   STREAM_WINDOW_MAX       16 MiB (yamux default): receive window ceiling
  *   STREAM_WRITE_HIGH       1 MiB: bytes queued on a stream before writes return EAGAIN;
  *                           on_writable follows when it falls to half
- *   CONNECTIONS             100000: not enforced yet
- *   NEGOTIATION_TIMEOUT_MS  10000: not enforced yet (streams end with their connection)
+ *   CONNECTIONS             100000: live connections, inbound and outbound, in every phase;
+ *                           an inbound connection over it is reset as soon as it is accepted
+ *                           (before any handshake work) and counted (rp_host_conns_refused);
+ *                           dials are not refused
+ *   NEGOTIATION_TIMEOUT_MS  10000: a stream's multistream-select must finish within this,
+ *                           else it is reset and its opener hears RINGP2P_ETIMEDOUT
  */
 #include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,6 +278,8 @@ RINGP2P_API int ringp2p_node_new(const ringp2p_config *cfg, ringp2p_node **out, 
     for (size_t i = 0; i < cfg->nlisten; i++) n->cfg.listen[i] = NULL;
     n->cfg.nlisten = 0;
     pthread_mutex_init(&n->mu, NULL);
+    pthread_mutex_init(&n->amu, NULL);
+    rp_obsaddr_init(&n->obs, NULL);
     for (size_t i = 0; i < cfg->nlisten; i++) {
         n->cfg.listen[i] = strdup(cfg->listen[i]);
         if (n->cfg.listen[i] == NULL) {
@@ -326,10 +335,94 @@ fail:
     return r;
 }
 
-static void on_accept(rp_shard *sh, void *arg, rp_conn *c)
+/* ---- advertised addresses ----------------------------------------------------------------- */
+
+/* The IP and TCP port of a TCP multiaddr (ip4|ip6, tcp); false for anything else. */
+static bool ip_port(const uint8_t *a, size_t len, int *code, const uint8_t **ip, uint16_t *port)
 {
-    ringp2p_node *n = arg;
-    rp_hconn_accept(n->shards[rp_shard_id(sh)], c);
+    const uint8_t *p = a, *end = a + len;
+    rp_maddr_comp c1, c2;
+    if (rp_maddr_next_component(&p, end, &c1, NULL) != 0 ||
+        rp_maddr_next_component(&p, end, &c2, NULL) != 0)
+        return false;
+    if ((c1.proto->code != RINGP2P_P_IP4 && c1.proto->code != RINGP2P_P_IP6) ||
+        c2.proto->code != RINGP2P_P_TCP || c2.value_len != 2)
+        return false;
+    *code = (int)c1.proto->code;
+    *ip = c1.value;
+    *port = (uint16_t)(c2.value[0] << 8 | c2.value[1]);
+    return true;
+}
+
+static bool ip_unspecified(int code, const uint8_t *ip)
+{
+    static const uint8_t zero[16] = { 0 };
+    return memcmp(ip, zero, code == RINGP2P_P_IP4 ? 4 : 16) == 0;
+}
+
+static void base_add(ringp2p_node *n, const uint8_t *a, size_t len)
+{
+    if (n->nbase == RP_HOST_ADDRS_MAX || len > RP_TCP_MADDR_MAX) return;
+    for (size_t i = 0; i < n->nbase; i++)
+        if (n->base_len[i] == len && memcmp(n->base[i], a, len) == 0) return;
+    memcpy(n->base[n->nbase], a, len);
+    n->base_len[n->nbase++] = len;
+}
+
+/*
+ * The base of what we advertise: each listen address, a wildcard (0.0.0.0,
+ * ::) replaced by the addresses of the interfaces that are up, of its
+ * family, loopback included (go-libp2p's ResolveUnspecifiedAddresses does
+ * the same; like go's host we leave out IPv6 link-local addresses, which
+ * need a zone to be dialed). Interfaces are read once, at start.
+ */
+static void expand_listen_addrs(ringp2p_node *n)
+{
+    struct ifaddrs *ifs = NULL;
+    bool have_ifs = false;
+    for (size_t i = 0; i < n->nladdrs; i++) {
+        int code;
+        const uint8_t *ip;
+        uint16_t port;
+        if (!ip_port(n->laddrs[i], n->laddr_len[i], &code, &ip, &port) ||
+            !ip_unspecified(code, ip)) {
+            base_add(n, n->laddrs[i], n->laddr_len[i]);
+            continue;
+        }
+        if (!have_ifs) have_ifs = getifaddrs(&ifs) == 0;
+        size_t before = n->nbase;
+        for (struct ifaddrs *f = have_ifs ? ifs : NULL; f != NULL; f = f->ifa_next) {
+            if (f->ifa_addr == NULL || (f->ifa_flags & IFF_UP) == 0) continue;
+            struct sockaddr_storage ss;
+            socklen_t sl;
+            memset(&ss, 0, sizeof(ss));
+            if (code == RINGP2P_P_IP4 && f->ifa_addr->sa_family == AF_INET) {
+                struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+                memcpy(sin, f->ifa_addr, sizeof(*sin));
+                sin->sin_port = htons(port);
+                sl = sizeof(*sin);
+            } else if (code == RINGP2P_P_IP6 && f->ifa_addr->sa_family == AF_INET6) {
+                struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+                memcpy(s6, f->ifa_addr, sizeof(*s6));
+                if (IN6_IS_ADDR_LINKLOCAL(&s6->sin6_addr)) continue;
+                s6->sin6_port = htons(port);
+                s6->sin6_scope_id = 0;
+                sl = sizeof(*s6);
+            } else {
+                continue;
+            }
+            uint8_t buf[RP_TCP_MADDR_MAX];
+            ssize_t l = rp_tcp_maddr((struct sockaddr *)&ss, sl, buf, sizeof(buf));
+            if (l > 0) base_add(n, buf, (size_t)l);
+        }
+        if (n->nbase == before) {
+            /* no interface of that family: better the wildcard than nothing */
+            rp_logf(&n->log, RINGP2P_LOG_WARN, "host",
+                    "no interface address to advertise for a wildcard listen address");
+            base_add(n, n->laddrs[i], n->laddr_len[i]);
+        }
+    }
+    if (have_ifs) freeifaddrs(ifs);
 }
 
 static uint64_t unix_ns(void)
@@ -337,6 +430,159 @@ static uint64_t unix_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* amu held. Advertised = base + adopted (no duplicates), and a freshly signed record of them. */
+static void rebuild_addrs(ringp2p_node *n)
+{
+    n->naddrs = 0;
+    for (size_t i = 0; i < n->nbase; i++) {
+        memcpy(n->addrs[n->naddrs], n->base[i], n->base_len[i]);
+        n->addr_len[n->naddrs++] = n->base_len[i];
+    }
+    size_t na = rp_obsaddr_count(&n->obs);
+    for (size_t k = 0; k < na && n->naddrs < RP_HOST_ADDRS_MAX; k++) {
+        rp_iov a = rp_obsaddr_get(&n->obs, k);
+        bool dup = a.len > RP_OBSADDR_ADDR_MAX;
+        for (size_t i = 0; !dup && i < n->naddrs; i++)
+            dup = n->addr_len[i] == a.len && memcmp(n->addrs[i], a.base, a.len) == 0;
+        if (dup) continue;
+        memcpy(n->addrs[n->naddrs], a.base, a.len);
+        n->addr_len[n->naddrs++] = a.len;
+    }
+    free(n->record);
+    n->record = NULL;
+    n->record_len = 0;
+    if (n->naddrs == 0) return;
+    rp_iov v[RP_HOST_ADDRS_MAX];
+    for (size_t i = 0; i < n->naddrs; i++) v[i] = rp_iov_make(n->addrs[i], n->addr_len[i]);
+    uint8_t rec[4096];
+    uint64_t seq = rp_peer_record_next_seq(unix_ns(), n->record_seq);
+    ringp2p_errinfo ei;
+    ssize_t rl = rp_peer_record_seal(n->key, seq, v, n->naddrs, rec, sizeof(rec), &ei);
+    if (rl < 0) {
+        rp_logf(&n->log, RINGP2P_LOG_WARN, "host", "cannot sign our peer record: %s", ei.msg);
+        return;
+    }
+    if ((n->record = malloc((size_t)rl)) != NULL) {
+        memcpy(n->record, rec, (size_t)rl);
+        n->record_len = (size_t)rl;
+        n->record_seq = seq;
+    }
+}
+
+void rp_host_set_obsaddr(ringp2p_node *n, const rp_obsaddr_config *cfg)
+{
+    pthread_mutex_lock(&n->amu);
+    n->obs_cfg = *cfg;
+    rp_obsaddr_init(&n->obs, cfg);
+    pthread_mutex_unlock(&n->amu);
+}
+
+uint64_t rp_host_conns_refused(const ringp2p_node *n)
+{
+    return atomic_load(&n->conns_refused);
+}
+
+static void push_task(rp_shard *sh, void *arg)
+{
+    rp_hshard *hs = arg;
+    (void)sh;
+    if (!hs->stopping) rp_hshard_push_identify(hs);
+}
+
+/* On hs, after the adopted set changed (amu released): push everywhere, tell the application. */
+static void addrs_changed(rp_hshard *hs)
+{
+    ringp2p_node *n = hs->node;
+    if (atomic_load(&n->stopped)) return;
+    for (unsigned i = 0; i < n->nshards; i++)
+        if (rp_shard_post(hs->sh, i, push_task, n->shards[i]) != 0 && i == hs->idx)
+            push_task(hs->sh, hs);
+    rp_host_emit(n, RINGP2P_EVENT_ADDRS_CHANGED, NULL, 0, NULL);
+}
+
+static void obs_timer_fired(rp_timer *t, void *arg)
+{
+    rp_hshard *hs = arg;
+    ringp2p_node *n = hs->node;
+    (void)t;
+    uint64_t now = rp_shard_now(hs->sh);
+    pthread_mutex_lock(&n->amu);
+    bool changed = rp_obsaddr_expire(&n->obs, now) == 1;
+    if (changed) rebuild_addrs(n);
+    uint64_t next = rp_obsaddr_next_expiry(&n->obs);
+    bool rearm = next != UINT64_MAX && !hs->stopping;
+    n->obs_timer_armed = rearm;
+    pthread_mutex_unlock(&n->amu);
+    if (rearm) rp_timer_arm(rp_shard_timers(hs->sh), &hs->obs_timer, next > now ? next : now + 1);
+    if (changed) addrs_changed(hs);
+}
+
+/* On shard 0: arm the expiry timer for the earliest report. */
+static void obs_arm_task(rp_shard *sh, void *arg)
+{
+    ringp2p_node *n = arg;
+    rp_hshard *hs = n->shards[rp_shard_id(sh)];
+    if (hs->stopping) return;
+    obs_timer_fired(&hs->obs_timer, hs);
+}
+
+void rp_host_observed(rp_hshard *hs, const ringp2p_peer_id *observer, const uint8_t *remote,
+                      size_t rlen, const uint8_t *local, size_t llen, const uint8_t *observed,
+                      size_t olen)
+{
+    ringp2p_node *n = hs->node;
+    int lc;
+    const uint8_t *lip;
+    uint16_t lport;
+    if (local == NULL || !ip_port(local, llen, &lc, &lip, &lport)) return;
+    /* The listen address this connection came in on: same family and port, same or any IP. */
+    const uint8_t *laddr = NULL;
+    size_t laddr_len = 0;
+    for (size_t i = 0; i < n->nladdrs && laddr == NULL; i++) {
+        int c;
+        const uint8_t *ip;
+        uint16_t port;
+        if (ip_port(n->laddrs[i], n->laddr_len[i], &c, &ip, &port) && c == lc && port == lport &&
+            (ip_unspecified(c, ip) || memcmp(ip, lip, c == RINGP2P_P_IP4 ? 4 : 16) == 0)) {
+            laddr = n->laddrs[i];
+            laddr_len = n->laddr_len[i];
+        }
+    }
+    if (laddr == NULL) return;
+    uint64_t now = rp_shard_now(hs->sh);
+    ringp2p_errinfo ei;
+    pthread_mutex_lock(&n->amu);
+    int r = rp_obsaddr_record(&n->obs, observer, remote, remote != NULL ? rlen : 0, laddr,
+                              laddr_len, observed, olen, now, &ei);
+    if (r == 1) rebuild_addrs(n);
+    bool arm = !n->obs_timer_armed && rp_obsaddr_next_expiry(&n->obs) != UINT64_MAX;
+    if (arm) n->obs_timer_armed = true;
+    pthread_mutex_unlock(&n->amu);
+    if (r < 0) rp_logf(&n->log, RINGP2P_LOG_DEBUG, "host", "observed address ignored: %s", ei.msg);
+    if (arm && rp_shard_post(hs->sh, 0, obs_arm_task, n) != 0) {
+        pthread_mutex_lock(&n->amu);
+        n->obs_timer_armed = false; /* the next report tries again */
+        pthread_mutex_unlock(&n->amu);
+    }
+    if (r == 1) addrs_changed(hs);
+}
+
+void rp_host_observer_gone(rp_hshard *hs, const ringp2p_peer_id *peer)
+{
+    ringp2p_node *n = hs->node;
+    pthread_mutex_lock(&n->amu);
+    bool changed = rp_obsaddr_forget(&n->obs, peer) == 1;
+    if (changed) rebuild_addrs(n);
+    pthread_mutex_unlock(&n->amu);
+    if (changed) addrs_changed(hs);
+}
+
+static void on_accept(rp_shard *sh, void *arg, rp_conn *c)
+{
+    ringp2p_node *n = arg;
+    rp_hconn_accept(n->shards[rp_shard_id(sh)], c);
 }
 
 RINGP2P_API int ringp2p_node_start(ringp2p_node *n, ringp2p_errinfo *ei)
@@ -358,6 +604,7 @@ RINGP2P_API int ringp2p_node_start(ringp2p_node *n, ringp2p_errinfo *ei)
         hs->node = n;
         hs->idx = i;
         hs->sh = rp_runtime_shard(n->rt, i);
+        rp_timer_init(&hs->obs_timer, obs_timer_fired, hs);
         pthread_mutex_lock(&n->mu);
         hs->handlers = rp_htable_ref(n->handlers);
         pthread_mutex_unlock(&n->mu);
@@ -374,24 +621,13 @@ RINGP2P_API int ringp2p_node_start(ringp2p_node *n, ringp2p_errinfo *ei)
         ringp2p_multiaddr_free(ma);
         if (r < 0) return r;
         n->listeners[n->nlisteners++] = l;
-        uint8_t buf[RP_TCP_MADDR_MAX];
-        ssize_t al = rp_tcp_listener_maddr(l, buf, sizeof(buf));
-        if (al > 0 && (n->addrs[n->naddrs] = malloc((size_t)al)) != NULL) {
-            memcpy(n->addrs[n->naddrs], buf, (size_t)al);
-            n->addr_len[n->naddrs++] = (size_t)al;
-        }
+        ssize_t al = rp_tcp_listener_maddr(l, n->laddrs[n->nladdrs], RP_TCP_MADDR_MAX);
+        if (al > 0) n->laddr_len[n->nladdrs++] = (size_t)al;
     }
-    if (n->naddrs > 0) {
-        rp_iov v[RP_HOST_LISTEN_MAX];
-        for (size_t i = 0; i < n->naddrs; i++) v[i] = rp_iov_make(n->addrs[i], n->addr_len[i]);
-        uint8_t rec[4096];
-        ssize_t rl = rp_peer_record_seal(n->key, rp_peer_record_next_seq(unix_ns(), 0), v,
-                                         n->naddrs, rec, sizeof(rec), NULL);
-        if (rl > 0 && (n->record = malloc((size_t)rl)) != NULL) {
-            memcpy(n->record, rec, (size_t)rl);
-            n->record_len = (size_t)rl;
-        }
-    }
+    expand_listen_addrs(n);
+    pthread_mutex_lock(&n->amu);
+    rebuild_addrs(n);
+    pthread_mutex_unlock(&n->amu);
     return 0;
 }
 
@@ -419,7 +655,9 @@ typedef struct stop_arg {
 static void stop_task(rp_shard *sh, void *arg)
 {
     stop_arg *a = arg;
-    rp_hshard_close_all(a->node->shards[rp_shard_id(sh)]);
+    rp_hshard *hs = a->node->shards[rp_shard_id(sh)];
+    rp_timer_cancel(&hs->obs_timer);
+    rp_hshard_close_all(hs);
     pthread_mutex_lock(&a->w->mu);
     if (--a->w->left == 0) pthread_cond_signal(&a->w->cv);
     pthread_mutex_unlock(&a->w->mu);
@@ -462,7 +700,6 @@ RINGP2P_API void ringp2p_node_free(ringp2p_node *n)
         free(n->shards[i]);
     }
     free(n->shards);
-    for (size_t i = 0; i < n->naddrs; i++) free(n->addrs[i]);
     for (size_t i = 0; i < n->cfg.nlisten; i++) free(n->cfg.listen[i]);
     free(n->record);
     free(n->pubkey_pb);
@@ -470,6 +707,7 @@ RINGP2P_API void ringp2p_node_free(ringp2p_node *n)
     rp_htable_unref(n->handlers);
     free(n->dir);
     pthread_mutex_destroy(&n->mu);
+    pthread_mutex_destroy(&n->amu);
     free(n);
 }
 
@@ -481,15 +719,18 @@ RINGP2P_API const ringp2p_peer_id *ringp2p_node_id(const ringp2p_node *n)
 RINGP2P_API size_t ringp2p_node_addrs(ringp2p_node *n, ringp2p_multiaddr **out, size_t max)
 {
     const rp_maddr_proto *p2p = rp_maddr_proto_by_code(RINGP2P_P_P2P);
+    pthread_mutex_lock(&n->amu);
     for (size_t i = 0; i < n->naddrs && i < max; i++) {
-        uint8_t buf[RP_TCP_MADDR_MAX + 64];
+        uint8_t buf[RP_OBSADDR_ADDR_MAX + 64];
         memcpy(buf, n->addrs[i], n->addr_len[i]);
         ssize_t c = rp_maddr_put_component(p2p, n->id.bytes, n->id.len, buf + n->addr_len[i],
                                            sizeof(buf) - n->addr_len[i], NULL);
         out[i] = NULL;
         if (c > 0) ringp2p_multiaddr_from_bytes(buf, n->addr_len[i] + (size_t)c, &out[i], NULL);
     }
-    return n->naddrs;
+    size_t total = n->naddrs;
+    pthread_mutex_unlock(&n->amu);
+    return total;
 }
 
 /* ---- handlers ----------------------------------------------------------------------------- */
@@ -569,6 +810,15 @@ void rp_host_dir_add(ringp2p_node *n, const ringp2p_peer_id *peer, unsigned shar
     }
     n->dir[n->ndir++] = (rp_hdir){ *peer, shard, id };
     pthread_mutex_unlock(&n->mu);
+}
+
+bool rp_host_dir_has(ringp2p_node *n, const ringp2p_peer_id *peer)
+{
+    bool has = false;
+    pthread_mutex_lock(&n->mu);
+    for (size_t i = 0; i < n->ndir && !has; i++) has = ringp2p_peer_id_equal(&n->dir[i].peer, peer);
+    pthread_mutex_unlock(&n->mu);
+    return has;
 }
 
 void rp_host_dir_remove(ringp2p_node *n, uint64_t id)
