@@ -45,7 +45,9 @@ typedef struct bchunk {
 struct ringp2p_bstream {
     ringp2p_node *node;
     unsigned shard;
-    int efd;
+    int efd;  /* the reading (and opening) thread waits here */
+    int wefd; /* the writing thread waits here: a reader and a writer may be two threads, and a
+                 wakeup one of them consumed from a shared eventfd would be lost to the other */
     atomic_int refs;
     atomic_int state;
     atomic_int open_err;
@@ -67,10 +69,12 @@ struct ringp2p_bstream {
     bchunk *cur;
 };
 
+/* Wakes both sides; each waiter rechecks its own condition, so a spare wakeup costs a loop. */
 static void wake(ringp2p_bstream *bs)
 {
     uint64_t one = 1;
     ssize_t r = write(bs->efd, &one, sizeof(one));
+    r = write(bs->wefd, &one, sizeof(one));
     (void)r;
 }
 
@@ -84,6 +88,7 @@ static void bs_unref(ringp2p_bstream *bs)
     for (bchunk *c = bs->wq_head, *n; c != NULL; c = n) n = c->next, free(c);
     rp_spsc_free(bs->rx);
     close(bs->efd);
+    close(bs->wefd);
     free(bs);
 }
 
@@ -93,8 +98,10 @@ static ringp2p_bstream *bs_new(ringp2p_node *n)
     if (bs == NULL) return NULL;
     bs->node = n;
     bs->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (bs->efd < 0 || rp_spsc_new(RP_BSTREAM_RING, &bs->rx) != 0) {
+    bs->wefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (bs->efd < 0 || bs->wefd < 0 || rp_spsc_new(RP_BSTREAM_RING, &bs->rx) != 0) {
         if (bs->efd >= 0) close(bs->efd);
+        if (bs->wefd >= 0) close(bs->wefd);
         free(bs);
         return NULL;
     }
@@ -300,7 +307,7 @@ static uint64_t mono_ms(void)
 }
 
 /* Waits for a wakeup until deadline (UINT64_MAX: forever); false on timeout. */
-static bool wait_fd(ringp2p_bstream *bs, uint64_t deadline)
+static bool wait_fd(int fd, uint64_t deadline)
 {
     int ms = -1;
     if (deadline != UINT64_MAX) {
@@ -308,11 +315,11 @@ static bool wait_fd(ringp2p_bstream *bs, uint64_t deadline)
         if (now >= deadline) return false;
         ms = (int)(deadline - now);
     }
-    struct pollfd p = { .fd = bs->efd, .events = POLLIN };
+    struct pollfd p = { .fd = fd, .events = POLLIN };
     int r = poll(&p, 1, ms);
     if (r > 0) {
         uint64_t v;
-        ssize_t n = read(bs->efd, &v, sizeof(v));
+        ssize_t n = read(fd, &v, sizeof(v));
         (void)n;
         return true;
     }
@@ -379,7 +386,7 @@ RINGP2P_API int ringp2p_bstream_open(ringp2p_node *node, const ringp2p_multiaddr
             bs_unref(bs);
             return r;
         }
-        if (!wait_fd(bs, dl)) {
+        if (!wait_fd(bs->efd, dl)) {
             int expect = BS_OPENING;
             if (atomic_compare_exchange_strong(&bs->state, &expect, BS_ABANDONED)) {
                 bs_unref(bs);
@@ -438,7 +445,7 @@ RINGP2P_API ssize_t ringp2p_bstream_read(ringp2p_bstream *bs, void *buf, size_t 
             }
             return eof ? 0 : atomic_load(&bs->err);
         }
-        if (!wait_fd(bs, dl)) return RINGP2P_ETIMEDOUT;
+        if (!wait_fd(bs->efd, dl)) return RINGP2P_ETIMEDOUT;
     }
 }
 
@@ -453,7 +460,7 @@ RINGP2P_API ssize_t ringp2p_bstream_write(ringp2p_bstream *bs, const void *buf, 
             return e != 0 ? e : RINGP2P_ECLOSED;
         }
         if (atomic_load(&bs->tx_pending) >= RP_BSTREAM_TX_HIGH) {
-            if (!wait_fd(bs, dl)) return done > 0 ? (ssize_t)done : RINGP2P_ETIMEDOUT;
+            if (!wait_fd(bs->wefd, dl)) return done > 0 ? (ssize_t)done : RINGP2P_ETIMEDOUT;
             continue;
         }
         size_t n = len - done < 65536 ? len - done : 65536;
