@@ -124,8 +124,10 @@ RINGP2P_API void ringp2p_node_free(ringp2p_node *node);
 /* The node's peer ID, valid as long as the node. Any thread. */
 RINGP2P_API const ringp2p_peer_id *ringp2p_node_id(const ringp2p_node *node);
 
-/* Our listen addresses after start (ports resolved), with /p2p/<id> appended, as new
- * caller-owned multiaddrs written to out[0..max); returns the total count. Any thread. */
+/* The addresses we advertise, each with /p2p/<id> appended: the listen addresses after start
+ * (ports resolved, wildcard addresses expanded to the interfaces' addresses) and observed
+ * addresses that two peers confirmed. New caller-owned multiaddrs are written to
+ * out[0..max); returns the total count. Any thread. */
 RINGP2P_API size_t ringp2p_node_addrs(ringp2p_node *node, ringp2p_multiaddr **out, size_t max);
 
 /* ---- streams ------------------------------------------------------------------------------ */
@@ -168,11 +170,15 @@ typedef void (*ringp2p_open_fn)(ringp2p_node *node, ringp2p_stream *s, int err,
                                 const ringp2p_errinfo *ei, void *ctx);
 
 /*
- * Any thread. Opens a stream to the peer at `addr` (must end in /p2p/<id>
- * unless the caller accepts any peer there) speaking the first of
- * protocols[0..n) the peer accepts. A connection to that peer is reused,
- * whichever shard owns it; otherwise one is dialed. `addr` and `protocols`
- * are read during the call.
+ * Any thread. Opens a stream to the peer at `addr` speaking the first of
+ * protocols[0..n) the peer accepts. `addr` is a TCP address, normally ending
+ * in /p2p/<id> (without it, any peer there is accepted), or a bare /p2p/<id>
+ * naming a peer we are connected to. A connection to that peer is reused,
+ * whichever shard owns it; otherwise one is dialed (a bare /p2p/<id> then
+ * fails with RINGP2P_ENOENT). `addr` and `protocols` are read during the
+ * call. Errors returned here: RINGP2P_EINVAL, RINGP2P_ECLOSED (not started
+ * or stopping), RINGP2P_EUNSUPPORTED (no transport for `addr`),
+ * RINGP2P_EPEERID, RINGP2P_ENOMEM; every other outcome reaches `fn`.
  */
 RINGP2P_API int ringp2p_node_new_stream(ringp2p_node *node, const ringp2p_multiaddr *addr,
                                         const char *const *protocols, size_t n, ringp2p_open_fn fn,

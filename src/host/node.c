@@ -877,7 +877,13 @@ void rp_host_open_on_shard(rp_hshard *hs, rp_hopen *o)
         return;
     }
     if (o->addr_len == 0) {
-        rp_hopen_fail(o, RINGP2P_ECLOSED, NULL);
+        /* A bare /p2p/<id>: only an existing connection can serve it. */
+        char txt[RINGP2P_PEER_ID_STR_MAX];
+        ringp2p_errinfo ei;
+        if (ringp2p_peer_id_to_string(&o->peer, txt, sizeof(txt)) < 0) strcpy(txt, "?");
+        rp_err(&ei, RINGP2P_ENOENT, "not connected to %s, and /p2p/%s alone has no address to dial",
+               txt, txt);
+        rp_hopen_fail(o, RINGP2P_ENOENT, &ei);
         return;
     }
     rp_hconn_dial(hs, o);
@@ -907,7 +913,14 @@ RINGP2P_API int ringp2p_node_new_stream(ringp2p_node *n, const ringp2p_multiaddr
         return RINGP2P_ECLOSED;
     size_t len;
     const uint8_t *b = ringp2p_multiaddr_bytes(addr, &len);
-    if (!rp_tcp_matches(b, len)) return RINGP2P_EUNSUPPORTED;
+    /* A TCP address (maybe with /p2p/<id>), or a bare /p2p/<id> naming a connected peer. */
+    ringp2p_multiaddr_iter it;
+    ringp2p_multiaddr_component c;
+    ringp2p_multiaddr_iter_init(&it, addr);
+    bool peer_only = !rp_tcp_matches(b, len) && ringp2p_multiaddr_iter_next(&it, &c) == 1 &&
+                     c.code == RINGP2P_P_P2P && ringp2p_multiaddr_iter_next(&it, &c) == 0;
+    if (!peer_only && !rp_tcp_matches(b, len)) return RINGP2P_EUNSUPPORTED;
+    if (peer_only) len = 0;
     for (size_t i = 0; i < np; i++)
         if (protocols[i] == NULL || *protocols[i] == 0 || strlen(protocols[i]) > RP_MSS_PROTO_MAX)
             return RINGP2P_EINVAL;
@@ -916,10 +929,10 @@ RINGP2P_API int ringp2p_node_new_stream(ringp2p_node *n, const ringp2p_multiaddr
     o->node = n;
     o->fn = fn;
     o->ctx = ctx;
-    o->addr = malloc(len);
+    o->addr = len != 0 ? malloc(len) : NULL;
     o->protos = calloc(np, sizeof(char *));
-    if (o->addr == NULL || o->protos == NULL) goto nomem;
-    memcpy(o->addr, b, len);
+    if ((len != 0 && o->addr == NULL) || o->protos == NULL) goto nomem;
+    if (len != 0) memcpy(o->addr, b, len);
     o->addr_len = len;
     for (size_t i = 0; i < np; i++) {
         o->protos[i] = strdup(protocols[i]);
@@ -927,6 +940,7 @@ RINGP2P_API int ringp2p_node_new_stream(ringp2p_node *n, const ringp2p_multiaddr
         o->nprotos++;
     }
     o->has_peer = ringp2p_multiaddr_peer_id(addr, &o->peer) == 0;
+    if (peer_only && !o->has_peer) goto bad_peer; /* identity peer ID that is not a key */
     unsigned shard;
     if (o->has_peer) {
         shard = peer_shard(&o->peer, n->nshards);
@@ -951,4 +965,8 @@ nomem:
     o->fn = NULL;
     rp_hopen_free(o);
     return RINGP2P_ENOMEM;
+bad_peer:
+    o->fn = NULL;
+    rp_hopen_free(o);
+    return RINGP2P_EPEERID;
 }

@@ -398,6 +398,43 @@ Test(host, reuse_across_threads)
 }
 
 /*
+ * A bare /p2p/<id> names a peer: with no connection it fails with
+ * RINGP2P_ENOENT saying why; once connected, it reaches the peer over the
+ * existing connection.
+ */
+Test(host, new_stream_by_peer_id)
+{
+    ringp2p_node *srv = mk_node(true, NULL), *cli = mk_node(false, NULL);
+    ringp2p_multiaddr *to = addr_of(srv), *bare = NULL;
+    char txt[RINGP2P_PEER_ID_STR_MAX], text[RINGP2P_PEER_ID_STR_MAX + 8];
+    cr_assert_gt(ringp2p_peer_id_to_string(ringp2p_node_id(srv), txt, sizeof(txt)), 0);
+    snprintf(text, sizeof(text), "/p2p/%s", txt);
+    cr_assert_eq(ringp2p_multiaddr_parse(text, &bare, NULL), 0);
+    waiter w;
+    w_init(&w);
+    job none = { .seed = 5, .len = 10, .w = &w };
+    job a = { .seed = 6, .len = 4000, .w = &w }, b = { .seed = 7, .len = 4000, .w = &w };
+
+    cr_assert_eq(open_job(cli, bare, "/echo/1.0.0", &none), 0);
+    cr_assert_eq(w_wait(&w, 1, 10000), 1);
+    cr_assert_eq(none.open_err, RINGP2P_ENOENT);
+    cr_assert_not_null(strstr(none.errmsg, "not connected"), "%s", none.errmsg);
+
+    cr_assert_eq(open_job(cli, to, "/echo/1.0.0", &a), 0);
+    cr_assert_eq(w_wait(&w, 2, 10000), 2);
+    cr_assert_eq(open_job(cli, bare, "/echo/1.0.0", &b), 0);
+    cr_assert_eq(w_wait(&w, 3, 10000), 3);
+    cr_assert_eq(b.open_err, 0, "%s", b.errmsg);
+    cr_assert_eq(b.conn_id, a.conn_id, "the bare peer ID used the existing connection");
+    cr_assert_eq(b.got, 4000);
+    cr_assert(!b.bad);
+    ringp2p_node_free(cli);
+    ringp2p_node_free(srv);
+    ringp2p_multiaddr_free(to);
+    ringp2p_multiaddr_free(bare);
+}
+
+/*
  * Stop with streams open: every stream's on_close runs with an error, the
  * nodes stop, and (under ASan) nothing leaks.
  */
