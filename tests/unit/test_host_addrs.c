@@ -29,45 +29,9 @@
 #include "host/host.h"
 #include "protocols/identify.h"
 #include "ringp2p/node.h"
+#include "testutil.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
-
-typedef struct waiter {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int done;
-} waiter;
-
-static void w_init(waiter *w)
-{
-    pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
-    w->done = 0;
-}
-
-static void w_signal(waiter *w)
-{
-    pthread_mutex_lock(&w->mu);
-    w->done++;
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-}
-
-/* Waits until `n` signals or `ms` pass; returns the count seen. */
-static int w_wait(waiter *w, int n, int ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
-    pthread_mutex_lock(&w->mu);
-    while (w->done < n)
-        if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) != 0) break;
-    int d = w->done;
-    pthread_mutex_unlock(&w->mu);
-    return d;
-}
 
 /* What a node's event callback saw. `want_*` are set before the node connects anywhere. */
 typedef struct evs {
