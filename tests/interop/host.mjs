@@ -18,7 +18,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { CheckError, Runner, currentCheck, expect, expectEqual, makeTempDir } from './lib.mjs'
+import { CheckError, Runner, args, currentCheck, expect, expectEqual, makeTempDir } from './lib.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const NODE_MJS = resolve(here, 'peer/node.mjs')
@@ -92,19 +92,7 @@ const STOP_MS = 5_000
 
 // ---- command line ----------------------------------------------------------------------------
 const argv = process.argv.slice(2)
-const flag = (name) => {
-  const i = argv.indexOf(name)
-  if (i < 0) return false
-  argv.splice(i, 1)
-  return true
-}
-const option = (name) => {
-  const i = argv.indexOf(name)
-  if (i < 0) return null
-  const v = argv[i + 1]
-  argv.splice(i, 2)
-  return v
-}
+const { flag, option } = args(argv)
 const verbose = flag('-v')
 const jsOnly = flag('--js-only')
 const selfTest = flag('--self-test')

@@ -9,24 +9,12 @@ import { chmodSync, existsSync, writeFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import * as keys from './keys.mjs'
-import { Runner, makeTempDir } from './lib.mjs'
+import { Runner, args, makeTempDir } from './lib.mjs'
 import * as maddr from './multiaddr.mjs'
 import { makeTools } from './tools.mjs'
 
 const argv = process.argv.slice(2)
-const flag = (name) => {
-  const i = argv.indexOf(name)
-  if (i < 0) return false
-  argv.splice(i, 1)
-  return true
-}
-const option = (name) => {
-  const i = argv.indexOf(name)
-  if (i < 0) return null
-  const v = argv[i + 1]
-  argv.splice(i, 2)
-  return v
-}
+const { flag, option } = args(argv)
 const verbose = flag('-v')
 const jsOnly = flag('--js-only')
 const selfTest = flag('--self-test')

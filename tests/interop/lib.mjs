@@ -188,3 +188,22 @@ export class Runner {
     return { passed, failed }
   }
 }
+
+// Command-line flags for the driver scripts: flag(name) and option(name) remove what they
+// find from argv, so what is left are the positional arguments.
+export function args (argv) {
+  const flag = (name) => {
+    const i = argv.indexOf(name)
+    if (i < 0) return false
+    argv.splice(i, 1)
+    return true
+  }
+  const option = (name) => {
+    const i = argv.indexOf(name)
+    if (i < 0) return null
+    const v = argv[i + 1]
+    argv.splice(i, 2)
+    return v
+  }
+  return { flag, option }
+}
