@@ -51,7 +51,9 @@ RINGP2P_API int ringp2p_config_identity(ringp2p_config *cfg, const ringp2p_privk
 RINGP2P_API int ringp2p_config_listen(ringp2p_config *cfg, const char *maddr, ringp2p_errinfo *ei);
 
 /* Preference lists, comma-separated names: security "noise,tls,signed,plaintext", muxers
- * "yamux,mplex". Unknown or not-yet-built names are RINGP2P_EUNSUPPORTED, named in `ei`. */
+ * "yamux,mplex". Each call replaces the list (a failed call keeps the previous one); the
+ * dialer proposes in list order, a listener accepts only what it lists. Unknown or
+ * not-yet-built names are RINGP2P_EUNSUPPORTED, named in `ei`. */
 RINGP2P_API int ringp2p_config_security(ringp2p_config *cfg, const char *list, ringp2p_errinfo *ei);
 RINGP2P_API int ringp2p_config_muxers(ringp2p_config *cfg, const char *list, ringp2p_errinfo *ei);
 

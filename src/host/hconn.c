@@ -19,7 +19,7 @@
 #include "multiformats/multiaddr.h"
 #include "transport/tcp.h"
 
-enum { HC_DIALING = 0, HC_MSS_SEC, HC_NOISE, HC_MSS_MUX, HC_READY, HC_DEAD };
+enum { HC_DIALING = 0, HC_MSS_SEC, HC_SECURE, HC_MSS_MUX, HC_READY, HC_DEAD };
 enum { ST_NEG = 0, ST_OPEN };
 
 typedef struct wchunk {
@@ -74,8 +74,9 @@ struct rp_hconn {
     bool has_expect;
     ringp2p_peer_id expect;
     rp_mss mss;
-    const char *sec_protos[1];
-    rp_noise *noise;
+    const char *sec_protos[RP_HOST_SECURITY_MAX];
+    const rp_hsec_ops *sec; /* chosen by multistream-select; NULL before */
+    void *sess;             /* its session */
     rp_yamux *ymx;
     uint8_t *pre;
     size_t pre_len;
@@ -107,6 +108,7 @@ static void stream_finish(ringp2p_stream *s, int err, const ringp2p_errinfo *ei)
 static void stream_feed(ringp2p_stream *s);
 static void stream_deliver(ringp2p_stream *s, rp_rbuf *rbuf, const uint8_t *data, size_t len);
 static void start_yamux(rp_hconn *hc);
+static void fail_msg(rp_hconn *hc, int err, const char *detail);
 
 static uint64_t now_of(rp_hconn *hc)
 {
@@ -189,14 +191,14 @@ static void send_sealed(rp_hconn *hc, const rp_iov *iov, size_t n)
 {
     size_t total = rp_iov_total(iov, n);
     if (total == 0 || hc->c == NULL) return;
-    size_t cap = rp_noise_sealed_len(total);
+    size_t cap = hc->sec->sealed_len(total);
     uint8_t *buf = malloc(cap);
     if (buf == NULL) {
         conn_fail(hc, RINGP2P_ENOMEM, NULL);
         return;
     }
     ringp2p_errinfo ei;
-    ssize_t w = rp_noise_seal(hc->noise, iov, n, buf, cap, &ei);
+    ssize_t w = hc->sec->seal(hc->sess, iov, n, buf, cap, &ei);
     if (w < 0) {
         free(buf);
         conn_fail(hc, (int)w, &ei);
@@ -981,14 +983,22 @@ static void plain_in(rp_hconn *hc, rp_rbuf *rbuf, const uint8_t *data, size_t le
     conn_mark_dirty(hc);
 }
 
+/*
+ * Secured bytes, opened in place where p points (the runtime's receive buffer
+ * when rbuf is set). A frame cut by the end of p is completed in hc->rx; an
+ * unframed protocol (plaintext) takes everything, so it never gets there.
+ */
 static void encrypted_in(rp_hconn *hc, rp_rbuf *rbuf, uint8_t *p, size_t len)
 {
     uint8_t *end = p + len;
+    const rp_hsec_ops *sec = hc->sec;
+    size_t hl = sec->frame_header_len;
     ringp2p_errinfo ei;
     if (hc->rx_len > 0) {
-        while (hc->rx_len < RP_NOISE_FRAME_HEADER_LEN && p < end) hc->rx[hc->rx_len++] = *p++;
-        if (hc->rx_len < RP_NOISE_FRAME_HEADER_LEN) return;
-        size_t flen = RP_NOISE_FRAME_HEADER_LEN + ((size_t)hc->rx[0] << 8 | hc->rx[1]);
+        while (hc->rx_len < hl && p < end) hc->rx[hc->rx_len++] = *p++;
+        if (hc->rx_len < hl) return;
+        /* noise and signed frames alike: u16 big-endian length of what follows */
+        size_t flen = hl + ((size_t)hc->rx[0] << 8 | hc->rx[1]);
         size_t take = flen - hc->rx_len;
         if (take > (size_t)(end - p)) take = (size_t)(end - p);
         memcpy(hc->rx + hc->rx_len, p, take);
@@ -997,7 +1007,7 @@ static void encrypted_in(rp_hconn *hc, rp_rbuf *rbuf, uint8_t *p, size_t len)
         if (hc->rx_len < flen) return;
         uint8_t *q = hc->rx;
         rp_iov plain;
-        int r = rp_noise_open(hc->noise, &q, hc->rx + hc->rx_len, &plain, &ei);
+        int r = sec->open(hc->sess, &q, hc->rx + hc->rx_len, &plain, &ei);
         hc->rx_len = 0;
         if (r < 0) {
             conn_fail(hc, r, &ei);
@@ -1008,7 +1018,7 @@ static void encrypted_in(rp_hconn *hc, rp_rbuf *rbuf, uint8_t *p, size_t len)
     }
     while (p < end) {
         rp_iov plain;
-        int r = rp_noise_open(hc->noise, &p, end, &plain, &ei);
+        int r = sec->open(hc->sess, &p, end, &plain, &ei);
         if (r == 0) break;
         if (r < 0) {
             conn_fail(hc, r, &ei);
@@ -1018,7 +1028,11 @@ static void encrypted_in(rp_hconn *hc, rp_rbuf *rbuf, uint8_t *p, size_t len)
         if (hc->phase == HC_DEAD) return;
     }
     if (p < end) {
-        if (hc->rx == NULL) hc->rx = malloc(RP_NOISE_FRAME_MAX);
+        if (hl == 0 || (size_t)(end - p) > sec->frame_max) {
+            fail_msg(hc, RINGP2P_EPROTOCOL, "security protocol left a partial frame");
+            return;
+        }
+        if (hc->rx == NULL) hc->rx = malloc(sec->frame_max);
         if (hc->rx == NULL) {
             conn_fail(hc, RINGP2P_ENOMEM, NULL);
             return;
@@ -1035,23 +1049,25 @@ static void fail_msg(rp_hconn *hc, int err, const char *detail)
     conn_fail(hc, err, &ei);
 }
 
-static void start_noise(rp_hconn *hc)
+/* multistream-select chose a security protocol: start its session. */
+static void start_security(rp_hconn *hc)
 {
-    ringp2p_node *n = hc->hs->node;
-    rp_noise_config nc = { 0 };
-    nc.identity = n->key;
-    nc.initiator = !hc->inbound;
-    nc.expected_peer = hc->has_expect ? &hc->expect : NULL;
-    nc.muxers = n->cfg.muxers;
-    nc.n_muxers = n->cfg.nmux;
+    int idx = rp_mss_protocol_index(&hc->mss);
+    if (idx < 0 || (size_t)idx >= hc->hs->node->cfg.nsec) {
+        fail_msg(hc, RINGP2P_EPROTOCOL, "multistream-select agreed on no listed security protocol");
+        return;
+    }
+    const rp_hsec_ops *sec = hc->hs->node->cfg.sec[idx];
     ringp2p_errinfo ei;
-    int r = rp_noise_new(&nc, &hc->noise, &ei);
+    int r = sec->new_session(hc->hs->node, !hc->inbound, hc->has_expect ? &hc->expect : NULL,
+                             &hc->sess, &ei);
     if (r < 0) {
         conn_fail(hc, r, &ei);
         return;
     }
-    hc->phase = HC_NOISE;
-    hc->info.security = RP_NOISE_PROTOCOL_ID;
+    hc->sec = sec;
+    hc->phase = HC_SECURE;
+    hc->info.security = sec->id;
 }
 
 static void pre_process(rp_hconn *hc)
@@ -1078,31 +1094,31 @@ static void pre_process(rp_hconn *hc)
         memmove(hc->pre, hc->pre + n, hc->pre_len - (size_t)n);
         hc->pre_len -= (size_t)n;
         if (rp_mss_status(&hc->mss) != RP_MSS_DONE) return;
-        start_noise(hc);
-        if (hc->phase != HC_NOISE) return;
+        start_security(hc);
+        if (hc->phase != HC_SECURE) return;
     }
-    if (hc->phase == HC_NOISE) {
-        uint8_t out[RP_NOISE_FRAME_MAX];
+    if (hc->phase == HC_SECURE) {
+        uint8_t out[RP_NOISE_FRAME_MAX]; /* the largest handshake frame of the three */
         uint8_t *src = hc->pre, *end = hc->pre + hc->pre_len;
         int r;
         for (;;) {
             uint8_t *before = src;
             rp_wbuf w = rp_wbuf_make(out, sizeof(out));
-            r = rp_noise_handshake(hc->noise, &src, end, &w, &ei);
+            r = hc->sec->handshake(hc->sess, &src, end, &w, &ei);
             if (r < 0) {
                 conn_fail(hc, r, &ei);
                 return;
             }
             send_plain(hc, out, w.len);
             if (hc->phase == HC_DEAD) return;
-            if (r == RP_NOISE_DONE || (src == before && w.len == 0)) break;
+            if (r == RP_HSEC_DONE || (src == before && w.len == 0)) break;
         }
         size_t used = (size_t)(src - hc->pre);
         memmove(hc->pre, src, hc->pre_len - used);
         hc->pre_len -= used;
-        if (r != RP_NOISE_DONE) return;
-        hc->info.peer = *rp_noise_remote_peer(hc->noise);
-        const char *mux = rp_noise_muxer(hc->noise);
+        if (r != RP_HSEC_DONE) return;
+        hc->info.peer = *hc->sec->remote_peer(hc->sess);
+        const char *mux = hc->sec->muxer(hc->sess);
         if (mux != NULL) {
             hc->info.muxer = mux;
             start_yamux(hc);
@@ -1218,7 +1234,7 @@ static void hconn_free(rp_hconn *hc)
     if (hc->next != NULL) hc->next->prev = hc->prev;
     conn_reap(hc);
     rp_yamux_free(hc->ymx);
-    rp_noise_free(hc->noise);
+    if (hc->sess != NULL) hc->sec->free(hc->sess);
     free(hc->pre);
     free(hc->rx);
     free(hc->agent);
@@ -1378,9 +1394,11 @@ static int conn_begin(rp_hconn *hc, rp_conn *c)
     hc->info.remote_addr = hc->remote_ma;
     hc->info.local_addr = hc->local_ma;
     hc->phase = HC_MSS_SEC;
-    hc->sec_protos[0] = RP_NOISE_PROTOCOL_ID;
-    int r = hc->inbound ? rp_mss_init_listener(&hc->mss, hc->sec_protos, 1, NULL, NULL, NULL)
-                        : rp_mss_init_dialer(&hc->mss, hc->sec_protos, 1, 0, NULL);
+    /* Only what this node configured is proposed or accepted, in its preference order. */
+    size_t nsec = hs->node->cfg.nsec;
+    for (size_t i = 0; i < nsec; i++) hc->sec_protos[i] = hs->node->cfg.sec[i]->id;
+    int r = hc->inbound ? rp_mss_init_listener(&hc->mss, hc->sec_protos, nsec, NULL, NULL, NULL)
+                        : rp_mss_init_dialer(&hc->mss, hc->sec_protos, nsec, 0, NULL);
     rp_conn_set_cbs(c, &conn_cbs, hc);
     if (r < 0) return r;
     uint64_t to = rp_host_limit(hs->node, RINGP2P_LIMIT_DIAL_TIMEOUT_MS) * 1000000ull;

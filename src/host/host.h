@@ -4,14 +4,17 @@
  * public face). Internal to src/host; nothing here is public API.
  *
  * Pipeline of one connection, all on the shard that owns it:
- *   TCP (runtime) -> multistream-select "/noise" (plaintext)
- *     -> Noise XX handshake (expected peer from the dialed /p2p/)
- *     -> muxer: Noise early negotiation when both sides offered muxers,
- *        else multistream-select "/yamux/1.0.0" inside Noise
+ *   TCP (runtime) -> multistream-select of the security protocol from the
+ *        node's list ("/noise" by default; "/ringp2p/signed/1.0.0" and
+ *        "/plaintext/2.0.0" only when configured), driven through rp_hsec_ops
+ *     -> its handshake (Noise XX for both /noise and signed mode; expected
+ *        peer from the dialed /p2p/)
+ *     -> muxer: early negotiation when both sides offered muxers (noise,
+ *        signed), else multistream-select "/yamux/1.0.0" over the channel
  *     -> yamux -> per stream multistream-select -> handler / open callback.
  *
  * Receive: in the upgrade phases bytes are copied into a small buffer
- * (handshake messages are tiny). Once Noise is done, transport frames are
+ * (handshake messages are tiny). Once the handshake is done, transport frames are
  * opened in place in the runtime's receive buffer; a frame cut by the end of
  * a receive is copied into a per-connection reassembly buffer and opened
  * there. Stream payload reaches on_data as views into those buffers; a paused
@@ -60,7 +63,8 @@
  * record well under RP_IDENTIFY_OWN_MSG_MAX.
  */
 #define RP_HOST_ADDRS_MAX 32
-/* Upgrade-phase bytes buffered (multistream lines and Noise handshake frames). */
+/* Upgrade-phase bytes buffered (multistream lines and handshake frames; signed mode
+ * and plaintext frames are no larger than Noise ones). */
 #define RP_HOST_PRE_MAX (2 * RP_NOISE_FRAME_MAX)
 /* Plaintext sealed per batch (several full Noise records); the seal loop repeats. */
 #define RP_HOST_SEAL_BATCH (4 * (size_t)RP_NOISE_PLAINTEXT_MAX)
@@ -75,6 +79,40 @@
 #define RP_HOST_WCHUNK 16384
 /* Identify response we buffer (the identify core's stream limit). */
 #define RP_HOST_MUXERS_MAX 4
+
+/* Security protocols a config lists (noise, signed, plaintext; tls later). */
+#define RP_HOST_SECURITY_MAX 4
+
+/*
+ * One security protocol as the host drives it (hsec.c). A session is opaque
+ * (`void *`); every entry mirrors the rp_noise function of the same role, and
+ * a protocol without framing (plaintext) has frame_header_len 0: its open
+ * takes everything given, so the host never reassembles for it.
+ */
+typedef struct rp_hsec_ops {
+    const char *name; /* config name: "noise" */
+    const char *id;   /* multistream protocol ID: "/noise" */
+    size_t frame_header_len, frame_max;
+    /* A session for a connection of node n (n's key and muxers); *out the caller's (free). */
+    int (*new_session)(ringp2p_node *n, bool initiator, const ringp2p_peer_id *expect, void **out,
+                       ringp2p_errinfo *ei);
+    int (*handshake)(void *s, uint8_t **src, uint8_t *end, rp_wbuf *out, ringp2p_errinfo *ei);
+    size_t (*sealed_len)(size_t plaintext_len);
+    ssize_t (*seal)(void *s, const rp_iov *in, size_t n, uint8_t *out, size_t cap,
+                    ringp2p_errinfo *ei);
+    int (*open)(void *s, uint8_t **src, uint8_t *end, rp_iov *plain, ringp2p_errinfo *ei);
+    const ringp2p_peer_id *(*remote_peer)(const void *s);
+    const ringp2p_pubkey *(*remote_key)(const void *s);
+    const char *(*muxer)(const void *s); /* early-negotiated muxer or NULL */
+    void (*free)(void *s);
+} rp_hsec_ops;
+
+/* rp_hsec_ops.handshake's return when done (RP_NOISE_DONE, RP_SIGNED_DONE, RP_PLAINTEXT_DONE). */
+#define RP_HSEC_DONE 1
+
+/* hsec.c: the protocol of a config name ("noise", len bytes) or of a protocol ID; NULL if none. */
+const rp_hsec_ops *rp_hsec_by_name(const char *name, size_t len);
+const rp_hsec_ops *rp_hsec_by_id(const char *id);
 
 typedef struct rp_hshard rp_hshard;
 typedef struct rp_hconn rp_hconn;
@@ -98,7 +136,8 @@ struct ringp2p_config {
     ringp2p_privkey *key;
     size_t nlisten;
     char *listen[RP_HOST_LISTEN_MAX];
-    bool sec_noise;
+    size_t nsec;
+    const rp_hsec_ops *sec[RP_HOST_SECURITY_MAX]; /* preference order */
     size_t nmux;
     const char *muxers[RP_HOST_MUXERS_MAX];
     unsigned shards;

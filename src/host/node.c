@@ -108,7 +108,8 @@ RINGP2P_API ringp2p_config *ringp2p_config_new(void)
 {
     ringp2p_config *cfg = calloc(1, sizeof(*cfg));
     if (cfg == NULL) return NULL;
-    cfg->sec_noise = true;
+    cfg->nsec = 1;
+    cfg->sec[0] = rp_hsec_by_name("noise", 5);
     cfg->nmux = 1;
     cfg->muxers[0] = RP_YAMUX_PROTOCOL_ID;
     cfg->log_level = RINGP2P_LOG_WARN;
@@ -186,22 +187,36 @@ static int each_name(const char *list, ringp2p_errinfo *ei, const char *what,
 
 static int sec_one(ringp2p_config *cfg, const char *n, size_t len, ringp2p_errinfo *ei)
 {
-    if (len == 5 && memcmp(n, "noise", 5) == 0) {
-        cfg->sec_noise = true;
+    const rp_hsec_ops *ops = rp_hsec_by_name(n, len);
+    if (ops != NULL) {
+        for (size_t i = 0; i < cfg->nsec; i++)
+            if (cfg->sec[i] == ops) return 0; /* listed twice: the first place counts */
+        if (cfg->nsec == RP_HOST_SECURITY_MAX)
+            return rp_err(ei, RINGP2P_ELIMIT, "more than %d security protocols",
+                          RP_HOST_SECURITY_MAX);
+        cfg->sec[cfg->nsec++] = ops;
         return 0;
     }
-    static const char *const later[] = { "tls", "signed", "plaintext" };
-    for (size_t i = 0; i < 3; i++)
-        if (strlen(later[i]) == len && memcmp(n, later[i], len) == 0)
-            return rp_err(ei, RINGP2P_EUNSUPPORTED, "security \"%.*s\" is not built yet", (int)len,
-                          n);
+    if (len == 3 && memcmp(n, "tls", 3) == 0)
+        return rp_err(ei, RINGP2P_EUNSUPPORTED, "security \"tls\" is not built yet");
     return rp_err(ei, RINGP2P_EUNSUPPORTED,
                   "unknown security \"%.*s\" (known: noise, tls, signed, plaintext)", (int)len, n);
 }
 
+/* The list replaces the previous one; on error the config keeps the previous one. */
 RINGP2P_API int ringp2p_config_security(ringp2p_config *cfg, const char *list, ringp2p_errinfo *ei)
 {
-    return each_name(list, ei, "security", sec_one, cfg);
+    size_t nsec = cfg->nsec;
+    const rp_hsec_ops *sec[RP_HOST_SECURITY_MAX];
+    memcpy(sec, cfg->sec, sizeof(sec));
+    cfg->nsec = 0;
+    int r = each_name(list, ei, "security", sec_one, cfg);
+    if (r < 0 || cfg->nsec == 0) {
+        cfg->nsec = nsec;
+        memcpy(cfg->sec, sec, sizeof(sec));
+        if (r == 0) r = rp_err(ei, RINGP2P_EINVAL, "empty security list");
+    }
+    return r;
 }
 
 static int mux_one(ringp2p_config *cfg, const char *n, size_t len, ringp2p_errinfo *ei)
