@@ -28,7 +28,9 @@ static cli_flag addr_flags[] = {
 
 #define DIAL_FLAGS                                                                            \
     { "key", true, "identity key file (default: a fresh Ed25519 key)", NULL, false },         \
-        { "security", true, "security protocols, comma-separated (noise)", NULL, false },     \
+        { "security", true,                                                                   \
+          "security preference, comma-separated: noise (default), signed, plaintext", NULL,   \
+          false },                                                                            \
         { "muxer", true, "stream muxers, comma-separated (yamux)", NULL, false },             \
         { "timeout", true, "seconds for the dial, upgrade and each reply (default 10)", NULL, \
           false },                                                                            \
