@@ -1,15 +1,17 @@
 /*
  * The built-in protocols of every node: identify (request on every new
  * connection, answer requests), identify push (send when our protocols
- * change, apply what peers push), ping and echo. They use the public stream
+ * change, apply what peers push), ping, echo and perf. They use the public stream
  * API like any application handler.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "host/host.h"
 #include "protocols/identify.h"
+#include "protocols/perf.h"
 
 /* ---- echo and ping: copy bytes back until the writer closes ---------------------------------- */
 
@@ -110,6 +112,84 @@ void rp_host_echo_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx)
 void rp_host_ping_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx)
 {
     rp_host_echo_handler(n, s, ctx);
+}
+
+/* ---- perf: count the upload, then send the download by reference ---------------------------- */
+
+static uint64_t perf_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Queues views of the constant block until the stream's queue is full (then
+ * on_writable calls again) or the download is all queued (then closes). The
+ * block is static, so nothing is released and no byte is copied here.
+ */
+static void perf_pump(ringp2p_stream *s, rp_perf_server *p)
+{
+    while (p->phase == RP_PERF_DOWNLOAD) {
+        rp_iov iov;
+        size_t niov;
+        size_t n = rp_perf_server_next(p, &iov, 1, &niov, RP_PERF_BLOCK);
+        if (n == 0) break;
+        int r = ringp2p_stream_write_ref(s, iov.base, n, NULL, NULL);
+        if (r == RINGP2P_EAGAIN) return;
+        if (r < 0 || rp_perf_server_wrote(p, n, perf_now_ns()) < 0) {
+            ringp2p_stream_reset(s);
+            return;
+        }
+    }
+    if (p->phase == RP_PERF_DONE) ringp2p_stream_close_write(s);
+}
+
+static void perf_data(ringp2p_stream *s, void *ctx, const uint8_t *data, size_t len)
+{
+    const uint8_t *p = data;
+    if (rp_perf_server_recv(ctx, &p, data + len, perf_now_ns(), NULL) < 0) ringp2p_stream_reset(s);
+}
+
+static void perf_eof(ringp2p_stream *s, void *ctx)
+{
+    if (rp_perf_server_eof(ctx, perf_now_ns(), NULL) < 0) {
+        ringp2p_stream_reset(s);
+        return;
+    }
+    perf_pump(s, ctx);
+}
+
+static void perf_writable(ringp2p_stream *s, void *ctx)
+{
+    perf_pump(s, ctx);
+}
+
+static void perf_close(ringp2p_stream *s, void *ctx, int err)
+{
+    (void)s;
+    (void)err;
+    free(ctx);
+}
+
+static const ringp2p_stream_callbacks perf_cbs = {
+    .on_data = perf_data,
+    .on_eof = perf_eof,
+    .on_writable = perf_writable,
+    .on_close = perf_close,
+};
+
+void rp_host_perf_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx)
+{
+    (void)n;
+    (void)ctx;
+    rp_perf_server *p = malloc(sizeof(*p));
+    if (p == NULL) {
+        ringp2p_stream_reset(s);
+        return;
+    }
+    rp_perf_server_init(p, RP_HOST_PERF_DOWNLOAD_MAX, perf_now_ns());
+    ringp2p_stream_set_callbacks(s, &perf_cbs, p);
 }
 
 /* ---- identify ------------------------------------------------------------------------------ */

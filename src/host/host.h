@@ -291,6 +291,12 @@ void rp_host_identify_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx);
 void rp_host_push_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx);
 void rp_host_ping_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx);
 void rp_host_echo_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx);
+/*
+ * The most one /perf/1.0.0 stream may ask us to send (perf/perf.md "Security
+ * Considerations": a client asks for work). 64 GiB: minutes at link speed.
+ */
+#define RP_HOST_PERF_DOWNLOAD_MAX (UINT64_C(1) << 36)
+void rp_host_perf_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx);
 /* Opens an identify push stream on hc. */
 void rp_host_push_start(ringp2p_node *n, rp_hconn *hc);
 /* Our identify message (length-prefixed) for a connection with observed address obs. */

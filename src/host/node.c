@@ -32,6 +32,7 @@
 #include "multiformats/multiaddr.h"
 #include "protocols/identify.h"
 #include "protocols/peer_record.h"
+#include "protocols/perf.h"
 #include "protocols/ping.h"
 #include "transport/tcp.h"
 
@@ -333,6 +334,7 @@ RINGP2P_API int ringp2p_node_new(const ringp2p_config *cfg, ringp2p_node **out, 
         { RP_IDENTIFY_PUSH_PROTOCOL_ID, rp_host_push_handler },
         { RP_PING_PROTOCOL_ID, rp_host_ping_handler },
         { ECHO_PROTOCOL_ID, rp_host_echo_handler },
+        { RP_PERF_PROTOCOL_ID, rp_host_perf_handler },
     };
     for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++) {
         rp_htable *t = htable_with(n->handlers, builtins[i].p, builtins[i].fn, NULL);

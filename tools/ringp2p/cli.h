@@ -62,5 +62,6 @@ int cmd_listen(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, 
 int cmd_ping(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, size_t nargs);
 int cmd_identify(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, size_t nargs);
 int cmd_stream(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, size_t nargs);
+int cmd_perf(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, size_t nargs);
 
 #endif

@@ -1,4 +1,4 @@
-/* ringp2p listen / ping / identify / stream: a libp2p host on the command line. */
+/* ringp2p listen / ping / identify / stream / perf: a libp2p host on the command line. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "multiformats/multiaddr.h"
 #include "protocols/identify.h"
+#include "protocols/perf.h"
 #include "ringp2p/node.h"
 
 typedef struct host_opts {
@@ -487,5 +488,327 @@ int cmd_stream(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, 
     if (pa.err != 0 && rc == CLI_OK) rc = cli_fail("stream", "writing", pa.err, NULL);
     ringp2p_bstream_close(bs);
     ringp2p_node_free(node);
+    return rc;
+}
+
+/* ---- perf --------------------------------------------------------------------------------- */
+
+typedef struct perf_run {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int opened, finished; /* open callbacks seen (success or not), streams finished */
+    ringp2p_peer_id peer; /* of the first stream's connection, to open the rest on it */
+    bool have_peer;
+} perf_run;
+
+typedef struct perf_strm {
+    perf_run *run;
+    rp_perf_client c;      /* shard-owned once the stream is open */
+    _Atomic uint64_t up;   /* upload bytes written (without the header), for the display */
+    _Atomic uint64_t down; /* download bytes received */
+    _Atomic int err;       /* first error, 0 if none */
+    _Atomic bool ok, done;
+} perf_strm;
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void perf_fail(ringp2p_stream *s, perf_strm *p, int err)
+{
+    int zero = 0;
+    atomic_compare_exchange_strong(&p->err, &zero, err);
+    ringp2p_stream_reset(s);
+}
+
+/* Writes views of the constant block until the queue is full or the upload is done. */
+static void perf_client_pump(ringp2p_stream *s, perf_strm *p)
+{
+    for (;;) {
+        rp_iov iov;
+        size_t niov;
+        size_t n = rp_perf_client_next(&p->c, &iov, 1, &niov, RP_PERF_BLOCK);
+        if (n == 0) break;
+        int r = ringp2p_stream_write_ref(s, iov.base, n, NULL, NULL);
+        if (r == RINGP2P_EAGAIN) return;
+        if (r < 0 || (r = rp_perf_client_wrote(&p->c, n, mono_ns())) < 0) {
+            perf_fail(s, p, r);
+            return;
+        }
+        uint64_t w = p->c.written;
+        p->up = w > RP_PERF_HEADER_LEN ? w - RP_PERF_HEADER_LEN : 0;
+    }
+    if (rp_perf_client_want_close(&p->c) && !p->c.closed) {
+        p->c.closed = true;
+        ringp2p_stream_close_write(s);
+    }
+}
+
+static void perf_client_data(ringp2p_stream *s, void *ctx, const uint8_t *data, size_t len)
+{
+    perf_strm *p = ctx;
+    (void)data;
+    int r = rp_perf_client_recv(&p->c, len, mono_ns(), NULL);
+    if (r < 0) {
+        perf_fail(s, p, r);
+        return;
+    }
+    p->down = p->c.downloaded;
+}
+
+static void perf_client_eof(ringp2p_stream *s, void *ctx)
+{
+    perf_strm *p = ctx;
+    int r = rp_perf_client_eof(&p->c, mono_ns(), NULL);
+    if (r < 0) perf_fail(s, p, r);
+}
+
+static void perf_client_writable(ringp2p_stream *s, void *ctx)
+{
+    perf_client_pump(s, ctx);
+}
+
+static void perf_client_close(ringp2p_stream *s, void *ctx, int err)
+{
+    perf_strm *p = ctx;
+    (void)s;
+    int zero = 0;
+    if (err < 0) atomic_compare_exchange_strong(&p->err, &zero, err);
+    p->ok = err == 0 && p->err == 0 && p->c.phase == RP_PERF_DONE;
+    p->done = true;
+    pthread_mutex_lock(&p->run->mu);
+    p->run->finished++;
+    pthread_cond_broadcast(&p->run->cv);
+    pthread_mutex_unlock(&p->run->mu);
+}
+
+static const ringp2p_stream_callbacks perf_client_cbs = {
+    .on_data = perf_client_data,
+    .on_eof = perf_client_eof,
+    .on_writable = perf_client_writable,
+    .on_close = perf_client_close,
+};
+
+static void perf_opened(ringp2p_node *n, ringp2p_stream *s, int err, const ringp2p_errinfo *ei,
+                        void *ctx)
+{
+    perf_strm *p = ctx;
+    (void)n;
+    perf_run *run = p->run;
+    if (err < 0) {
+        fprintf(stderr, "ringp2p perf: %s: %s\n", open_what(err),
+                ei != NULL && ei->msg[0] ? ei->msg : ringp2p_strerror(err));
+        p->err = err;
+        p->done = true;
+        pthread_mutex_lock(&run->mu);
+        run->opened++;
+        run->finished++;
+        pthread_cond_broadcast(&run->cv);
+        pthread_mutex_unlock(&run->mu);
+        return;
+    }
+    rp_perf_client_init(&p->c, p->c.upload, p->c.download, mono_ns());
+    ringp2p_stream_set_callbacks(s, &perf_client_cbs, p);
+    pthread_mutex_lock(&run->mu);
+    if (!run->have_peer) {
+        run->peer = ringp2p_stream_conn(s)->peer;
+        run->have_peer = true;
+    }
+    run->opened++;
+    pthread_cond_broadcast(&run->cv);
+    pthread_mutex_unlock(&run->mu);
+    perf_client_pump(s, p);
+}
+
+/* "64M", "1G", "1000": bytes, with binary suffixes K, M, G, T (optionally followed by "iB"). */
+static int parse_size(const char *t, uint64_t *out)
+{
+    char *end;
+    if (t == NULL || *t < '0' || *t > '9') return -1;
+    unsigned long long v = strtoull(t, &end, 10);
+    unsigned shift = 0;
+    switch (*end) {
+    case 'k':
+    case 'K': shift = 10; break;
+    case 'm':
+    case 'M': shift = 20; break;
+    case 'g':
+    case 'G': shift = 30; break;
+    case 't':
+    case 'T': shift = 40; break;
+    case 0: break;
+    default: return -1;
+    }
+    if (shift != 0) {
+        end++;
+        if (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0) end += strlen(end);
+    }
+    if (*end != 0 || (shift != 0 && v > (UINT64_MAX >> shift))) return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static void perf_line(uint64_t up, uint64_t down, double secs)
+{
+    double s = secs > 0 ? secs : 1e-9;
+    fprintf(stderr, "\r  up %10.1f MB (%8.1f MB/s)   down %10.1f MB (%8.1f MB/s)   %6.1f s ",
+            (double)up / 1e6, (double)up / 1e6 / s, (double)down / 1e6, (double)down / 1e6 / s,
+            secs);
+    fflush(stderr);
+}
+
+int cmd_perf(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, size_t nargs)
+{
+    (void)cmd;
+    (void)nargs;
+    host_opts o;
+    int r = host_opts_get("perf", flags, nflags, &o);
+    if (r != 0) return r;
+    uint64_t upload = UINT64_C(1) << 30, download = 0;
+    long nstreams = 1;
+    cli_flag *f;
+    if ((f = cli_flag_get(flags, nflags, "upload")) != NULL && f->value != NULL &&
+        parse_size(f->value, &upload) < 0) {
+        fprintf(stderr, "ringp2p perf: --upload wants a size (1000, 64K, 64M, 1G)\n");
+        return CLI_USAGE;
+    }
+    if ((f = cli_flag_get(flags, nflags, "download")) != NULL && f->value != NULL &&
+        parse_size(f->value, &download) < 0) {
+        fprintf(stderr, "ringp2p perf: --download wants a size (1000, 64K, 64M, 1G)\n");
+        return CLI_USAGE;
+    }
+    if ((f = cli_flag_get(flags, nflags, "streams")) != NULL && f->value != NULL) {
+        char *end;
+        nstreams = strtol(f->value, &end, 10);
+        if (*end != 0 || nstreams < 1 || nstreams > 1024) {
+            fprintf(stderr, "ringp2p perf: --streams wants 1..1024\n");
+            return CLI_USAGE;
+        }
+    }
+    ringp2p_errinfo ei;
+    ringp2p_multiaddr *ma;
+    if ((r = ringp2p_multiaddr_parse(args[0], &ma, &ei)) < 0)
+        return cli_fail("perf", "bad address", r, &ei);
+    ringp2p_config *cfg;
+    if ((r = host_config(&o, &cfg)) != 0) {
+        ringp2p_multiaddr_free(ma);
+        return r;
+    }
+    ringp2p_node *node;
+    r = ringp2p_node_new(cfg, &node, &ei);
+    ringp2p_config_free(cfg);
+    if (r == 0 && (r = ringp2p_node_start(node, &ei)) < 0) ringp2p_node_free(node);
+    if (r < 0) {
+        ringp2p_multiaddr_free(ma);
+        return cli_fail("perf", "starting", r, &ei);
+    }
+    perf_run run = { .opened = 0 };
+    pthread_mutex_init(&run.mu, NULL);
+    pthread_cond_init(&run.cv, NULL);
+    perf_strm *st = calloc((size_t)nstreams, sizeof(*st));
+    if (st == NULL) {
+        ringp2p_multiaddr_free(ma);
+        ringp2p_node_free(node);
+        return cli_fail("perf", "memory", RINGP2P_ENOMEM, NULL);
+    }
+    for (long i = 0; i < nstreams; i++) {
+        st[i].run = &run;
+        st[i].c.upload = upload;
+        st[i].c.download = download;
+    }
+    static const char *const protos[1] = { RP_PERF_PROTOCOL_ID };
+    int rc = CLI_OK;
+    uint64_t t0 = mono_ns();
+    /* The first stream dials; the rest name the peer alone so they share its connection. */
+    r = ringp2p_node_new_stream(node, ma, protos, 1, perf_opened, &st[0]);
+    ringp2p_multiaddr_free(ma);
+    long started = r < 0 ? 0 : 1;
+    if (r < 0) {
+        rc = cli_fail("perf", "opening a stream", r, NULL);
+        goto out;
+    }
+    pthread_mutex_lock(&run.mu);
+    while (run.opened < 1) pthread_cond_wait(&run.cv, &run.mu);
+    pthread_mutex_unlock(&run.mu);
+    if (nstreams > 1 && run.have_peer) {
+        char id[RINGP2P_PEER_ID_STR_MAX], pa[RINGP2P_PEER_ID_STR_MAX + 8];
+        ringp2p_peer_id_to_string(&run.peer, id, sizeof(id));
+        snprintf(pa, sizeof(pa), "/p2p/%s", id);
+        ringp2p_multiaddr *pm;
+        if ((r = ringp2p_multiaddr_parse(pa, &pm, &ei)) < 0) {
+            rc = cli_fail("perf", "peer address", r, &ei);
+            goto out;
+        }
+        for (; started < nstreams; started++) {
+            r = ringp2p_node_new_stream(node, pm, protos, 1, perf_opened, &st[started]);
+            if (r < 0) {
+                rc = cli_fail("perf", "opening a stream", r, NULL);
+                break;
+            }
+        }
+        ringp2p_multiaddr_free(pm);
+    }
+    bool tty = isatty(2) && !o.json;
+    uint64_t last_total = 0, last_change = mono_ns(), up = 0, down = 0;
+    for (;;) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 250000000;
+        if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        pthread_mutex_lock(&run.mu);
+        if (run.finished < started) pthread_cond_timedwait(&run.cv, &run.mu, &ts);
+        bool all = run.finished >= started;
+        pthread_mutex_unlock(&run.mu);
+        up = down = 0;
+        for (long i = 0; i < started; i++) {
+            up += st[i].up;
+            down += st[i].down;
+        }
+        uint64_t now = mono_ns();
+        if (tty) perf_line(up, down, (double)(now - t0) / 1e9);
+        if (all) break;
+        if (up + down != last_total) {
+            last_total = up + down;
+            last_change = now;
+        } else if ((double)(now - last_change) / 1e9 > o.timeout_s) {
+            if (tty) fputc('\n', stderr);
+            tty = false;
+            fprintf(stderr, "ringp2p perf: no progress for %.1f s\n", o.timeout_s);
+            rc = CLI_FAIL;
+            break;
+        }
+    }
+    if (tty) fputc('\n', stderr);
+    double secs = (double)(mono_ns() - t0) / 1e9;
+    for (long i = 0; i < started && rc == CLI_OK; i++) {
+        if (!st[i].ok || st[i].up != upload || st[i].down != download) {
+            int e = st[i].err;
+            fprintf(stderr, "ringp2p perf: stream %ld failed after %llu up, %llu down: %s\n", i,
+                    (unsigned long long)st[i].up, (unsigned long long)st[i].down,
+                    e < 0 ? ringp2p_strerror(e) : "incomplete");
+            rc = CLI_FAIL;
+        }
+    }
+    if (started < nstreams) rc = CLI_FAIL;
+    if (o.json)
+        printf("{\"event\":\"perf\",\"uploadBytes\":%llu,\"downloadBytes\":%llu,\"seconds\":%.6f,"
+               "\"uploadMBps\":%.3f,\"downloadMBps\":%.3f}\n",
+               (unsigned long long)up, (unsigned long long)down, secs, (double)up / 1e6 / secs,
+               (double)down / 1e6 / secs);
+    else
+        printf("perf: %ld stream(s), up %llu bytes (%.1f MB/s), down %llu bytes (%.1f MB/s) in "
+               "%.3f s%s\n",
+               nstreams, (unsigned long long)up, (double)up / 1e6 / secs, (unsigned long long)down,
+               (double)down / 1e6 / secs, secs, rc == CLI_OK ? "" : " (FAILED)");
+    fflush(stdout);
+out:
+    ringp2p_node_stop(node);
+    ringp2p_node_free(node);
+    free(st);
+    pthread_cond_destroy(&run.cv);
+    pthread_mutex_destroy(&run.mu);
     return rc;
 }

@@ -54,6 +54,15 @@ static cli_flag ping_flags[] = {
 static cli_flag identify_flags[] = { DIAL_FLAGS };
 static cli_flag stream_flags[] = { DIAL_FLAGS };
 
+static cli_flag perf_flags[] = {
+    DIAL_FLAGS,
+    { "upload", true,
+      "bytes to send per stream; suffixes K, M, G, T are powers of 1024 (default 1G)", NULL,
+      false },
+    { "download", true, "bytes to ask for per stream, same suffixes (default 0)", NULL, false },
+    { "streams", true, "concurrent streams on the one connection (default 1)", NULL, false },
+};
+
 #define NFLAGS(a) (sizeof(a) / sizeof((a)[0]))
 
 static const cli_cmd commands[] = {
@@ -71,7 +80,7 @@ static const cli_cmd commands[] = {
     { "listen",
       "listen [--key FILE] [--listen MADDR]... [--security LIST] [--muxer LIST] [--shards N] "
       "[--json]",
-      "Runs a node serving identify (+push), ping and echo until SIGINT or SIGTERM.\n"
+      "Runs a node serving identify (+push), ping, echo and perf until SIGINT or SIGTERM.\n"
       "With --json the first line is {\"event\":\"ready\",...}, then one line per event.",
       cmd_listen, listen_flags, NFLAGS(listen_flags), 0, 0 },
     { "ping", "ping MADDR [--count N] [--interval SEC] [--json] [--key FILE] [--timeout SEC]",
@@ -84,6 +93,16 @@ static const cli_cmd commands[] = {
       "netcat for libp2p: stdin into a new stream (half-closed at EOF), the stream to stdout.\n"
       "Exits 0 only if the stream ended cleanly.",
       cmd_stream, stream_flags, NFLAGS(stream_flags), 2, 2 },
+    { "perf",
+      "perf MADDR [--upload SIZE] [--download SIZE] [--streams N] [--security LIST] [--muxer LIST] "
+      "[--json]",
+      "Measures throughput with /perf/1.0.0: each stream uploads --upload bytes, then receives\n"
+      "--download bytes. A terminal gets a live progress line on stderr; the summary goes to "
+      "stdout,\n"
+      "with --json as one line {\"event\":\"perf\",\"uploadBytes\",\"downloadBytes\",\"seconds\",\n"
+      "\"uploadMBps\",\"downloadMBps\"} (MB = 10^6 bytes). --timeout also bounds a stall.\n"
+      "Exits 0 only if every stream moved exactly the bytes asked.",
+      cmd_perf, perf_flags, NFLAGS(perf_flags), 1, 1 },
 };
 
 static void usage(FILE *out)
