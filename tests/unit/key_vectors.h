@@ -29,6 +29,31 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ringp2p/key.h"
+
+/* A hex vector decoded into a buffer large enough for any key, envelope or identify message. */
+typedef struct kv_blob {
+    uint8_t b[16384];
+    size_t n;
+} kv_blob;
+
+static inline kv_blob hexblob(const char *hex)
+{
+    kv_blob x;
+    x.n = unhex(hex, x.b, sizeof(x.b));
+    return x;
+}
+
+/* A private key from protobuf hex; asserts it decodes. */
+static inline ringp2p_privkey *load_key(const char *hex)
+{
+    kv_blob k = hexblob(hex);
+    ringp2p_privkey *key = NULL;
+    ringp2p_errinfo ei = { 0 };
+    cr_assert_eq(ringp2p_privkey_from_protobuf(k.b, k.n, &key, &ei), 0, "%s", ei.msg);
+    return key;
+}
+
 #define GO_FIXTURE_MSG "Libp2p is the _best_!"
 #define JS_SECP_MSG    "hello! and welcome to some awesome crypto primitives"
 

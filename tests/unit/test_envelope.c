@@ -86,27 +86,6 @@ static const char JS_ENV_ED25519[] =
 
 #define BUF_MAX 8192
 
-typedef struct blob {
-    uint8_t b[BUF_MAX];
-    size_t n;
-} blob;
-
-static blob hexblob(const char *hex)
-{
-    blob x;
-    x.n = unhex(hex, x.b, sizeof(x.b));
-    return x;
-}
-
-static ringp2p_privkey *load_key(const char *hex)
-{
-    blob k = hexblob(hex);
-    ringp2p_privkey *key = NULL;
-    ringp2p_errinfo ei = { 0 };
-    cr_assert_eq(ringp2p_privkey_from_protobuf(k.b, k.n, &key, &ei), 0, "%s", ei.msg);
-    return key;
-}
-
 static rp_iov maddr(const char *text, uint8_t *buf, size_t cap)
 {
     ringp2p_errinfo ei = { 0 };
@@ -360,7 +339,7 @@ static const struct bad_envelope {
 Test(envelope, malformed_envelopes)
 {
     for (size_t i = 0; i < sizeof(bad_envelopes) / sizeof(bad_envelopes[0]); i++) {
-        blob b = hexblob(bad_envelopes[i].hex);
+        kv_blob b = hexblob(bad_envelopes[i].hex);
         const uint8_t *p = b.b;
         rp_envelope e;
         ringp2p_errinfo ei = { 0 };
@@ -375,17 +354,17 @@ Test(envelope, malformed_envelopes)
 Test(envelope, unknown_fields_and_lax_varints_are_read_as_protobuf_reads_them)
 {
     /* Field 4 (unknown, varint 10-byte max value), field 9 (fixed64), then key and signature. */
-    blob b = hexblob("20ffffffffffffffffff01"
-                     "490102030405060708"
-                     "0a0101"
-                     "2a0101");
+    kv_blob b = hexblob("20ffffffffffffffffff01"
+                        "490102030405060708"
+                        "0a0101"
+                        "2a0101");
     const uint8_t *p = b.b;
     rp_envelope e;
     cr_assert_eq(rp_envelope_decode(&p, b.b + b.n, &e, NULL), 0);
     cr_assert(iov_is(e.public_key, "\x01", 1));
     /* A non-minimal length varint (0x81 0x00 = 1), as protobuf accepts. */
-    blob c = hexblob("0a81000a"
-                     "2a0101");
+    kv_blob c = hexblob("0a81000a"
+                        "2a0101");
     p = c.b;
     cr_assert_eq(rp_envelope_decode(&p, c.b + c.n, &e, NULL), 0);
     cr_assert(iov_is(e.public_key, "\x0a", 1));
@@ -447,7 +426,7 @@ Test(peer_record, constants_match_go_and_js)
 
 Test(peer_record, go_vector_opens_and_reseals_identically)
 {
-    blob env = hexblob(GO_RECORD_ENVELOPE);
+    kv_blob env = hexblob(GO_RECORD_ENVELOPE);
     const uint8_t *p = env.b;
     rp_peer_record rec;
     rp_envelope e;
@@ -490,7 +469,7 @@ Test(peer_record, js_vectors_for_every_key_type)
     rp_iov addrs[2] = { maddr(JS_ENV_ADDR1, a1, sizeof(a1)), maddr(JS_ENV_ADDR2, a2, sizeof(a2)) };
     for (size_t i = 0; i < sizeof(key_cases) / sizeof(key_cases[0]); i++) {
         const struct key_case *kc = &key_cases[i];
-        blob env = hexblob(kc->js_envelope);
+        kv_blob env = hexblob(kc->js_envelope);
         const uint8_t *p = env.b;
         rp_peer_record rec;
         ringp2p_errinfo ei = { 0 };
@@ -611,7 +590,7 @@ static const struct bad_record {
 Test(peer_record, malformed_records)
 {
     for (size_t i = 0; i < sizeof(bad_records) / sizeof(bad_records[0]); i++) {
-        blob b = hexblob(bad_records[i].hex);
+        kv_blob b = hexblob(bad_records[i].hex);
         const uint8_t *p = b.b;
         rp_peer_record rec;
         ringp2p_errinfo ei = { 0 };

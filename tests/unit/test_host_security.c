@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "ringp2p/node.h"
+#include "hostutil.h"
 #include "testutil.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
@@ -34,34 +35,7 @@ static void on_event(ringp2p_node *n, const ringp2p_event *ev, void *ctx)
 /* A node with security list `sec` (NULL: the default), listening when `listen`. */
 static ringp2p_node *mk_node(bool listen, const char *sec, seclog *log)
 {
-    ringp2p_config *cfg = ringp2p_config_new();
-    cr_assert_not_null(cfg);
-    ringp2p_errinfo ei;
-    if (listen) cr_assert_eq(ringp2p_config_listen(cfg, "/ip4/127.0.0.1/tcp/0", &ei), 0);
-    if (sec != NULL) cr_assert_eq(ringp2p_config_security(cfg, sec, &ei), 0, "%s", ei.msg);
-    ringp2p_config_shards(cfg, 2);
-    if (log != NULL) ringp2p_config_events(cfg, on_event, log);
-    ringp2p_node *n;
-    cr_assert_eq(ringp2p_node_new(cfg, &n, &ei), 0, "%s", ei.msg);
-    ringp2p_config_free(cfg);
-    int r = ringp2p_node_start(n, &ei);
-    if (r == RINGP2P_EUNSUPPORTED) cr_skip_test("io_uring unsupported: %s", ei.msg);
-    cr_assert_eq(r, 0, "start: %s", ei.msg);
-    return n;
-}
-
-static ringp2p_multiaddr *addr_of(ringp2p_node *n)
-{
-    ringp2p_multiaddr *a[4];
-    size_t k = ringp2p_node_addrs(n, a, 4);
-    cr_assert_eq(k, 1);
-    cr_assert_not_null(a[0]);
-    return a[0];
-}
-
-static uint8_t pat(uint32_t seed, size_t i)
-{
-    return (uint8_t)(seed * 31u + i * 7u + (i >> 9));
+    return host_node(listen, sec, log != NULL ? on_event : NULL, log);
 }
 
 /* An echo client stream: writes len pattern bytes, checks what comes back. */

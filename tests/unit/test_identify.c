@@ -48,27 +48,6 @@ static const char GO_RECORD_PRIV[] =
 
 #define BUF_MAX 16384
 
-typedef struct blob {
-    uint8_t b[BUF_MAX];
-    size_t n;
-} blob;
-
-static blob hexblob(const char *hex)
-{
-    blob x;
-    x.n = unhex(hex, x.b, sizeof(x.b));
-    return x;
-}
-
-static ringp2p_privkey *load_key(const char *hex)
-{
-    blob k = hexblob(hex);
-    ringp2p_privkey *key = NULL;
-    ringp2p_errinfo ei = { 0 };
-    cr_assert_eq(ringp2p_privkey_from_protobuf(k.b, k.n, &key, &ei), 0, "%s", ei.msg);
-    return key;
-}
-
 static ringp2p_peer_id peer_of(const ringp2p_privkey *key)
 {
     ringp2p_peer_id id;
@@ -193,7 +172,7 @@ static const char *const three_protocols[] = { "/ipfs/id/1.0.0", "/ipfs/ping/1.0
 
 Test(identify, js_message_decodes_and_verifies)
 {
-    blob s = hexblob(JS_IDENTIFY_STREAM);
+    kv_blob s = hexblob(JS_IDENTIFY_STREAM);
     rp_identify_msg *m = malloc(sizeof(*m));
     ringp2p_errinfo ei = { 0 };
     cr_assert_eq(read_stream(m, s.b, s.n, 0, &ei), 0, "%s", ei.msg);
@@ -795,7 +774,7 @@ Test(identify_push, push_replaces_only_the_fields_present)
 
 Test(identify_push, js_identify_applies)
 {
-    blob s = hexblob(JS_IDENTIFY_STREAM);
+    kv_blob s = hexblob(JS_IDENTIFY_STREAM);
     rp_identify_msg *m = malloc(sizeof(*m));
     cr_assert_eq(read_stream(m, s.b, s.n, 0, NULL), 0);
     ringp2p_peer_id remote;
