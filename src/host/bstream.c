@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/spsc.h"
 #include "host/host.h"
 
@@ -299,19 +300,12 @@ static int post(ringp2p_bstream *bs, rp_task_fn fn, void *arg)
 
 /* ---- thread side -------------------------------------------------------------------------- */
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Waits for a wakeup until deadline (UINT64_MAX: forever); false on timeout. */
 static bool wait_fd(int fd, uint64_t deadline)
 {
     int ms = -1;
     if (deadline != UINT64_MAX) {
-        uint64_t now = mono_ms();
+        uint64_t now = (rp_clock_ns() / 1000000);
         if (now >= deadline) return false;
         ms = (int)(deadline - now);
     }
@@ -328,7 +322,7 @@ static bool wait_fd(int fd, uint64_t deadline)
 
 static uint64_t deadline_of(int timeout_ms)
 {
-    return timeout_ms < 0 ? UINT64_MAX : mono_ms() + (uint64_t)timeout_ms;
+    return timeout_ms < 0 ? UINT64_MAX : (rp_clock_ns() / 1000000) + (uint64_t)timeout_ms;
 }
 
 static void bs_opened(ringp2p_node *n, ringp2p_stream *s, int err, const ringp2p_errinfo *ei,

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "host/host.h"
 #include "protocols/identify.h"
 #include "protocols/perf.h"
@@ -116,13 +117,6 @@ void rp_host_ping_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx)
 
 /* ---- perf: count the upload, then send the download by reference ---------------------------- */
 
-static uint64_t perf_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * Queues views of the constant block until the stream's queue is full (then
  * on_writable calls again) or the download is all queued (then closes). The
@@ -137,7 +131,7 @@ static void perf_pump(ringp2p_stream *s, rp_perf_server *p)
         if (n == 0) break;
         int r = ringp2p_stream_write_ref(s, iov.base, n, NULL, NULL);
         if (r == RINGP2P_EAGAIN) return;
-        if (r < 0 || rp_perf_server_wrote(p, n, perf_now_ns()) < 0) {
+        if (r < 0 || rp_perf_server_wrote(p, n, rp_clock_ns()) < 0) {
             ringp2p_stream_reset(s);
             return;
         }
@@ -148,12 +142,12 @@ static void perf_pump(ringp2p_stream *s, rp_perf_server *p)
 static void perf_data(ringp2p_stream *s, void *ctx, const uint8_t *data, size_t len)
 {
     const uint8_t *p = data;
-    if (rp_perf_server_recv(ctx, &p, data + len, perf_now_ns(), NULL) < 0) ringp2p_stream_reset(s);
+    if (rp_perf_server_recv(ctx, &p, data + len, rp_clock_ns(), NULL) < 0) ringp2p_stream_reset(s);
 }
 
 static void perf_eof(ringp2p_stream *s, void *ctx)
 {
-    if (rp_perf_server_eof(ctx, perf_now_ns(), NULL) < 0) {
+    if (rp_perf_server_eof(ctx, rp_clock_ns(), NULL) < 0) {
         ringp2p_stream_reset(s);
         return;
     }
@@ -188,7 +182,7 @@ void rp_host_perf_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx)
         ringp2p_stream_reset(s);
         return;
     }
-    rp_perf_server_init(p, RP_HOST_PERF_DOWNLOAD_MAX, perf_now_ns());
+    rp_perf_server_init(p, RP_HOST_PERF_DOWNLOAD_MAX, rp_clock_ns());
     ringp2p_stream_set_callbacks(s, &perf_cbs, p);
 }
 
