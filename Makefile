@@ -176,6 +176,7 @@ test:
 	$(Q)$(MAKE) --no-print-directory -j$(JOBS) build
 	$(Q)$(MAKE) --no-print-directory -j$(JOBS) unit
 	$(Q)$(MAKE) --no-print-directory interop
+	$(Q)$(MAKE) --no-print-directory netns
 	$(Q)$(MAKE) --no-print-directory -j$(JOBS) fuzz-smoke
 	$(Q)$(MAKE) --no-print-directory install-check
 	@echo "make test: all stages passed"
@@ -190,6 +191,19 @@ interop: $(BUILD)/ringp2p $(ASAN_DIR)/ringp2p $(INTEROP_BINS)
 	$(Q)bash tests/interop/run.sh $(ASAN_DIR)/ringp2p $(ASAN_DIR)/interop
 	@echo "== real js-libp2p nodes against ringp2p (both directions)"
 	$(Q)bash tests/interop/run.sh $(ASAN_DIR)/ringp2p $(ASAN_DIR)/interop --suite host
+
+# NAT traversal in network namespaces (tests/netns/README.md); needs root, skips otherwise.
+.PHONY: netns
+NETNS_TOOL := $(BUILD)/netns/nstool
+
+$(NETNS_TOOL): tests/netns/nstool.c
+	@mkdir -p $(dir $@)
+	@echo "  CC $<"
+	$(Q)$(CC) $(CSTD) -O2 -g $(WARN) -o $@ $<
+
+netns: $(NETNS_TOOL) $(ASAN_DIR)/ringp2p
+	@echo "== NAT traversal in network namespaces"
+	$(Q)bash tests/netns/run.sh --nstool $(NETNS_TOOL) --ringp2p $(ASAN_DIR)/ringp2p
 
 fuzz-smoke: $(FUZZ_BINS)
 	@echo "== fuzz smoke runs ($(FUZZ_SMOKE_SECONDS)s per target)"

@@ -9,6 +9,7 @@ pkgs=(
     libmimalloc-dev libcriterion-dev libsecp256k1-dev
     clang libclang-rt-14-dev clang-format # libFuzzer, sanitizers, style check
     iperf3                                # benchmark baseline
+    iproute2 nftables                     # NAT tests in network namespaces (ip, tc, nft)
 )
 
 missing=()
