@@ -1,30 +1,68 @@
-/* libp2p TLS 1.3 session over memory BIOs (tls.h). */
+/*
+ * libp2p TLS 1.3 session (tls.h): libssl runs the handshake over a BIO that
+ * reads the caller's input in place and writes into the caller's output;
+ * after it, records are sealed and opened here (RFC 8446 §5) with the
+ * application traffic secrets libssl derived.
+ */
 #include "security/tls.h"
 
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/aead.h>
 #include <openssl/bio.h>
 #include <openssl/bytestring.h>
 #include <openssl/cipher.h>
+#include <openssl/digest.h>
 #include <openssl/err.h>
+#include <openssl/hkdf.h>
 #include <openssl/mem.h>
 #include <openssl/pool.h>
 #include <openssl/ssl.h>
 
 #include "base/error.h"
 
+/* RFC 8446 §5.1, §5.2: record header, content types, the largest ciphertext body. */
+#define REC_HDR      5
+#define REC_TAG      16
+#define REC_BODY_MAX (RP_TLS_RECORD_PLAINTEXT_MAX + 256)
+#define CT_CCS       20
+#define CT_ALERT     21
+#define CT_HANDSHAKE 22
+#define CT_APP       23
+/* RFC 8446 §4: post-handshake messages we meet. */
+#define HS_NEW_SESSION_TICKET 4
+#define HS_KEY_UPDATE         24
+/* RFC 8446 §6: alert descriptions we send or name. */
+#define AL_CLOSE_NOTIFY       0
+#define AL_UNEXPECTED_MESSAGE 10
+#define AL_BAD_RECORD_MAC     20
+#define AL_RECORD_OVERFLOW    22
+#define AL_ILLEGAL_PARAMETER  47
+#define AL_DECODE_ERROR       50
+#define AL_USER_CANCELED      90
+/* Secrets are a hash long: SHA-256 or SHA-384 (RFC 8446 §B.4). */
+#define SECRET_MAX 48
+#define NONCE_LEN  12
 /*
- * Room rp_tls_sealed_len keeps for a post-handshake message libssl may add
- * ahead of application data (a KeyUpdate answer: one 5+1+4+16-byte record).
+ * We rotate our sending key after this many records (RFC 8446 §5.5: AES-GCM
+ * may protect 2^24.5 full records per key; 2^23 leaves a wide margin).
  */
-#define SEAL_SLACK 64
+#define KEY_UPDATE_AFTER (UINT64_C(1) << 23)
+
+/* One direction's record protection (RFC 8446 §7.3). */
+typedef struct tls_dir {
+    EVP_AEAD_CTX aead;
+    uint8_t iv[NONCE_LEN];
+    uint8_t secret[SECRET_MAX];
+    uint64_t seq;
+} tls_dir;
 
 struct rp_tls {
-    SSL_CTX *ctx;
+    SSL_CTX *ctx; /* the handshake's; both freed once it is done */
     SSL *ssl;
-    BIO *rbio, *wbio; /* owned by ssl */
+    BIO_METHOD *bio_method;
     const char *const *muxers;
     size_t n_muxers;
     bool initiator;
@@ -41,7 +79,26 @@ struct rp_tls {
     ringp2p_pubkey *remote_key;
     ringp2p_peer_id remote_id;
     const char *muxer;
-    uint8_t stage[RP_TLS_RECORD_PLAINTEXT_MAX]; /* gathers small iovs into full records */
+    /* The BIO's view of the caller's input during a libssl call. */
+    const uint8_t *in, *in_end;
+    /* The BIO writes here during a call while it has room (and the queue is empty). */
+    uint8_t *direct;
+    size_t direct_len, direct_cap;
+    /* Output produced with no room for it, oldest first: q[q_off, q_len). */
+    uint8_t *q;
+    size_t q_off, q_len, q_cap;
+    /* Record layer, from the handshake's end. */
+    const SSL_CIPHER *cipher;
+    const EVP_MD *md;
+    const EVP_AEAD *aead;
+    size_t secret_len;
+    uint8_t client_secret[SECRET_MAX], server_secret[SECRET_MAX];
+    bool have_client_secret, have_server_secret;
+    tls_dir tx, rx;
+    /* A post-handshake message cut by a record end: its header so far, and body left. */
+    uint8_t hs_hdr[4];
+    size_t hs_hdr_len;
+    uint32_t hs_left;
 };
 
 /* ---- errors -------------------------------------------------------------------------------- */
@@ -176,6 +233,123 @@ static int alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *out_len, const
     return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
+/* Hex digit value, or -1. */
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/*
+ * libssl's key-log hook, the one C interface this BoringSSL has to the TLS
+ * 1.3 application traffic secrets (SSL_get_traffic_secrets is C++ only).
+ * Lines are "LABEL <client random, hex> <secret, hex>" (NSS key log format);
+ * we keep the two application secrets and nothing else.
+ */
+static void keylog_cb(const SSL *ssl, const char *line)
+{
+    rp_tls *s = SSL_get_app_data(ssl);
+    static const char cl[] = "CLIENT_TRAFFIC_SECRET_0 ", sl[] = "SERVER_TRAFFIC_SECRET_0 ";
+    uint8_t *dst;
+    bool *have;
+    if (strncmp(line, cl, sizeof cl - 1) == 0) {
+        dst = s->client_secret;
+        have = &s->have_client_secret;
+    } else if (strncmp(line, sl, sizeof sl - 1) == 0) {
+        dst = s->server_secret;
+        have = &s->have_server_secret;
+    } else {
+        return;
+    }
+    const char *hex = strchr(line + sizeof cl - 1, ' ');
+    if (hex == NULL) return;
+    hex++;
+    size_t n = strlen(hex);
+    if (n % 2 != 0 || n / 2 > SECRET_MAX) return;
+    for (size_t i = 0; i < n / 2; i++) {
+        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) return;
+        dst[i] = (uint8_t)(hi << 4 | lo);
+    }
+    s->secret_len = n / 2;
+    *have = true;
+}
+
+/* ---- the BIO: the caller's input in place, output into the caller's buffer ------------------ */
+
+/* Appends to the output queue. false when out of memory. */
+static bool queue_put(rp_tls *s, const uint8_t *p, size_t n)
+{
+    if (s->q_off > 0 && s->q_off == s->q_len) s->q_off = s->q_len = 0;
+    if (s->q_cap - s->q_len < n) {
+        if (s->q_off > 0) {
+            memmove(s->q, s->q + s->q_off, s->q_len - s->q_off);
+            s->q_len -= s->q_off;
+            s->q_off = 0;
+        }
+        if (s->q_cap - s->q_len < n) {
+            size_t cap = s->q_cap * 2 > s->q_len + n ? s->q_cap * 2 : s->q_len + n + 4096;
+            uint8_t *q = realloc(s->q, cap);
+            if (q == NULL) return false;
+            s->q = q;
+            s->q_cap = cap;
+        }
+    }
+    memcpy(s->q + s->q_len, p, n);
+    s->q_len += n;
+    return true;
+}
+
+static int bio_write(BIO *b, const char *data, int len)
+{
+    rp_tls *s = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (len <= 0) return 0;
+    const uint8_t *p = (const uint8_t *)data;
+    size_t n = (size_t)len;
+    /* straight into the caller's buffer while it has room and nothing older waits */
+    if (s->direct != NULL && s->q_off == s->q_len) {
+        size_t k = s->direct_cap - s->direct_len < n ? s->direct_cap - s->direct_len : n;
+        memcpy(s->direct + s->direct_len, p, k);
+        s->direct_len += k;
+        p += k;
+        n -= k;
+    }
+    if (n > 0 && !queue_put(s, p, n)) return -1;
+    return len;
+}
+
+static int bio_read(BIO *b, char *out, int len)
+{
+    rp_tls *s = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    size_t avail = s->in != NULL ? (size_t)(s->in_end - s->in) : 0;
+    if (avail == 0) {
+        BIO_set_retry_read(b); /* "wait for more", not end of stream */
+        return -1;
+    }
+    size_t n = len > 0 && (size_t)len < avail ? (size_t)len : avail;
+    memcpy(out, s->in, n);
+    s->in += n;
+    return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
 /* ---- setup --------------------------------------------------------------------------------- */
 
 static int check_config(const rp_tls_config *cfg, ringp2p_errinfo *ei)
@@ -285,18 +459,20 @@ int rp_tls_new(const rp_tls_config *cfg, rp_tls **out, ringp2p_errinfo *ei)
     if (!s->initiator) SSL_CTX_set_alpn_select_cb(s->ctx, alpn_select_cb, s);
     rc = set_cert(s, cfg, ei);
     if (rc < 0) goto fail_noinfo;
+    SSL_CTX_set_keylog_callback(s->ctx, keylog_cb);
     rc = RINGP2P_ENOMEM;
     s->ssl = SSL_new(s->ctx);
-    s->rbio = BIO_new(BIO_s_mem());
-    s->wbio = BIO_new(BIO_s_mem());
-    if (s->ssl == NULL || s->rbio == NULL || s->wbio == NULL) {
-        BIO_free(s->rbio);
-        BIO_free(s->wbio);
+    /* one BIO both ways: reads the caller's input, writes to the caller's buffer */
+    s->bio_method = BIO_meth_new(0, "rp_tls");
+    if (s->ssl == NULL || s->bio_method == NULL || !BIO_meth_set_write(s->bio_method, bio_write) ||
+        !BIO_meth_set_read(s->bio_method, bio_read) ||
+        !BIO_meth_set_ctrl(s->bio_method, bio_ctrl) ||
+        !BIO_meth_set_create(s->bio_method, bio_create))
         goto fail;
-    }
-    /* An empty input BIO means "wait for more", not end of stream. */
-    BIO_set_mem_eof_return(s->rbio, -1);
-    SSL_set_bio(s->ssl, s->rbio, s->wbio);
+    BIO *bio = BIO_new(s->bio_method);
+    if (bio == NULL) goto fail;
+    BIO_set_data(bio, s);
+    SSL_set_bio(s->ssl, bio, bio); /* one reference, owned by ssl */
     SSL_set_app_data(s->ssl, s);
     if (s->initiator) {
         SSL_set_connect_state(s->ssl);
@@ -320,48 +496,33 @@ fail_noinfo:
 void rp_tls_free(rp_tls *s)
 {
     if (s == NULL) return;
-    SSL_free(s->ssl);
+    SSL_free(s->ssl); /* and its BIO, before the BIO's method */
     SSL_CTX_free(s->ctx);
+    BIO_meth_free(s->bio_method);
     ringp2p_pubkey_free(s->remote_key);
-    OPENSSL_cleanse(s->stage, sizeof s->stage);
+    EVP_AEAD_CTX_cleanup(&s->tx.aead);
+    EVP_AEAD_CTX_cleanup(&s->rx.aead);
+    free(s->q);
+    OPENSSL_cleanse(s, sizeof *s);
     free(s);
 }
 
-/* ---- byte movement ------------------------------------------------------------------------- */
-
-/* Copies the host's input into libssl's input BIO; *src ends at end. */
-static int feed(rp_tls *s, const uint8_t **src, const uint8_t *end, ringp2p_errinfo *ei)
-{
-    while (*src < end) {
-        size_t n = (size_t)(end - *src);
-        if (n > INT_MAX) n = INT_MAX;
-        int w = BIO_write(s->rbio, *src, (int)n);
-        if (w <= 0) {
-            ringp2p_errinfo info;
-            rp_err(&info, RINGP2P_ENOMEM, "cannot buffer %zu received bytes", n);
-            return set_dead(s, RINGP2P_ENOMEM, &info, ei);
-        }
-        *src += w;
-    }
-    return 0;
-}
+/* ---- output queue -------------------------------------------------------------------------- */
 
 size_t rp_tls_pending_output(const rp_tls *s)
 {
-    return BIO_pending(s->wbio);
+    return s->q_len - s->q_off;
 }
 
 size_t rp_tls_take_output(rp_tls *s, uint8_t *dst, size_t cap)
 {
-    size_t got = 0;
-    while (got < cap && BIO_pending(s->wbio) > 0) {
-        size_t n = cap - got;
-        if (n > INT_MAX) n = INT_MAX;
-        int r = BIO_read(s->wbio, dst + got, (int)n);
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    return got;
+    size_t n = rp_tls_pending_output(s);
+    if (n > cap) n = cap;
+    if (n == 0) return 0;
+    memcpy(dst, s->q + s->q_off, n);
+    s->q_off += n;
+    if (s->q_off == s->q_len) s->q_off = s->q_len = 0;
+    return n;
 }
 
 static void drain_into(rp_tls *s, rp_wbuf *out)
@@ -372,7 +533,93 @@ static void drain_into(rp_tls *s, rp_wbuf *out)
 
 /* ---- handshake ----------------------------------------------------------------------------- */
 
-/* After libssl reports the handshake done: the remote identity and the muxer. */
+/* HKDF-Expand-Label(secret, label, "", out_len) (RFC 8446 §7.1). */
+static bool expand_label(const EVP_MD *md, uint8_t *out, size_t out_len, const uint8_t *secret,
+                         size_t secret_len, const char *label)
+{
+    uint8_t info[2 + 1 + 255 + 1];
+    size_t ll = strlen(label), n = 0;
+    info[n++] = (uint8_t)(out_len >> 8);
+    info[n++] = (uint8_t)out_len;
+    info[n++] = (uint8_t)(6 + ll);
+    memcpy(info + n, "tls13 ", 6);
+    n += 6;
+    memcpy(info + n, label, ll);
+    n += ll;
+    info[n++] = 0; /* empty context */
+    return HKDF_expand(out, out_len, md, secret, secret_len, info, n) == 1;
+}
+
+/* Keys direction d from traffic secret `secret` (RFC 8446 §7.3), sequence number 0. */
+static bool dir_key(rp_tls *s, tls_dir *d, const uint8_t *secret)
+{
+    uint8_t key[EVP_AEAD_MAX_KEY_LENGTH];
+    size_t kl = EVP_AEAD_key_length(s->aead);
+    if (secret != d->secret) memcpy(d->secret, secret, s->secret_len);
+    bool ok = kl <= sizeof key && expand_label(s->md, key, kl, d->secret, s->secret_len, "key") &&
+              expand_label(s->md, d->iv, NONCE_LEN, d->secret, s->secret_len, "iv");
+    EVP_AEAD_CTX_cleanup(&d->aead);
+    EVP_AEAD_CTX_zero(&d->aead);
+    ok = ok && EVP_AEAD_CTX_init(&d->aead, s->aead, key, kl, REC_TAG, NULL) == 1;
+    OPENSSL_cleanse(key, sizeof key);
+    d->seq = 0;
+    return ok;
+}
+
+/* The next traffic secret of d and its keys (RFC 8446 §7.2). */
+static bool dir_update(rp_tls *s, tls_dir *d)
+{
+    uint8_t next[SECRET_MAX];
+    bool ok = expand_label(s->md, next, s->secret_len, d->secret, s->secret_len, "traffic upd") &&
+              dir_key(s, d, next);
+    OPENSSL_cleanse(next, sizeof next);
+    return ok;
+}
+
+/*
+ * The handshake is over: take the application keys from libssl, then drop
+ * libssl (records are ours from here on; its buffers and certificate go).
+ */
+static int start_records(rp_tls *s, ringp2p_errinfo *ei)
+{
+    ringp2p_errinfo info;
+    s->cipher = SSL_get_current_cipher(s->ssl);
+    uint16_t id = s->cipher != NULL ? SSL_CIPHER_get_protocol_id(s->cipher) : 0;
+    switch (id) {
+    case 0x1301: s->aead = EVP_aead_aes_128_gcm(), s->md = EVP_sha256(); break;
+    case 0x1302: s->aead = EVP_aead_aes_256_gcm(), s->md = EVP_sha384(); break;
+    case 0x1303: s->aead = EVP_aead_chacha20_poly1305(), s->md = EVP_sha256(); break;
+    default:
+        rp_err(&info, RINGP2P_EPROTOCOL, "TLS: negotiated cipher suite 0x%04x is not supported",
+               id);
+        return set_dead(s, RINGP2P_EPROTOCOL, &info, ei);
+    }
+    if (!s->have_client_secret || !s->have_server_secret || s->secret_len != EVP_MD_size(s->md)) {
+        rp_err(&info, RINGP2P_ECRYPTO, "TLS: libssl gave no application traffic secrets");
+        return set_dead(s, RINGP2P_ECRYPTO, &info, ei);
+    }
+    const uint8_t *mine = s->initiator ? s->client_secret : s->server_secret;
+    const uint8_t *theirs = s->initiator ? s->server_secret : s->client_secret;
+    bool ok = dir_key(s, &s->tx, mine) && dir_key(s, &s->rx, theirs);
+    OPENSSL_cleanse(s->client_secret, sizeof s->client_secret);
+    OPENSSL_cleanse(s->server_secret, sizeof s->server_secret);
+    if (!ok) {
+        rp_err(&info, RINGP2P_ECRYPTO, "TLS: cannot key the record layer");
+        return set_dead(s, RINGP2P_ECRYPTO, &info, ei);
+    }
+    /* records libssl already sent or read with these keys (none, as configured) */
+    s->tx.seq = SSL_get_write_sequence(s->ssl);
+    s->rx.seq = SSL_get_read_sequence(s->ssl);
+    SSL_free(s->ssl);
+    s->ssl = NULL;
+    SSL_CTX_free(s->ctx);
+    s->ctx = NULL;
+    BIO_meth_free(s->bio_method);
+    s->bio_method = NULL;
+    return 0;
+}
+
+/* After libssl reports the handshake done: the remote identity, the muxer, the record layer. */
 static int finish(rp_tls *s, ringp2p_errinfo *ei)
 {
     ringp2p_errinfo info;
@@ -397,6 +644,7 @@ static int finish(rp_tls *s, ringp2p_errinfo *ei)
             return set_dead(s, RINGP2P_ENEGOTIATION, &info, ei);
         }
     }
+    RP_TRY(start_records(s, ei));
     s->done = true;
     return RP_TLS_DONE;
 }
@@ -404,25 +652,27 @@ static int finish(rp_tls *s, ringp2p_errinfo *ei)
 int rp_tls_handshake(rp_tls *s, int64_t unix_now, const uint8_t **src, const uint8_t *end,
                      rp_wbuf *out, ringp2p_errinfo *ei)
 {
-    if (s->err < 0) {
-        drain_into(s, out);
-        return dead(s, ei);
-    }
+    drain_into(s, out);
+    if (s->err < 0) return dead(s, ei);
+    if (s->done) return RP_TLS_DONE;
     s->unix_now = unix_now;
-    int rc = feed(s, src, end, ei);
-    if (rc < 0) return rc;
-    if (s->done) {
-        drain_into(s, out);
-        return RP_TLS_DONE;
+    s->in = *src;
+    s->in_end = end;
+    if (out != NULL && out->len < out->cap) {
+        s->direct = out->base + out->len;
+        s->direct_cap = out->cap - out->len;
+        s->direct_len = 0;
     }
     ERR_clear_error();
     int r = SSL_do_handshake(s->ssl);
-    if (r == 1)
-        rc = finish(s, ei);
-    else
-        rc = ssl_result(s, r, ei);
-    /* Also on failure: the queued output is usually the alert telling the peer why. */
-    drain_into(s, out);
+    const uint8_t *used = s->in;
+    if (s->direct != NULL) out->len += s->direct_len;
+    s->in = s->in_end = NULL;
+    s->direct = NULL;
+    s->direct_cap = s->direct_len = 0;
+    /* On failure too the output is kept: usually the alert telling the peer why. */
+    int rc = r == 1 ? finish(s, ei) : ssl_result(s, r, ei);
+    if (rc >= 0) *src = used;
     return rc;
 }
 
@@ -446,37 +696,106 @@ const char *rp_tls_muxer(const rp_tls *s)
     return s->done ? s->muxer : NULL;
 }
 
-/* ---- records ------------------------------------------------------------------------------- */
+const char *rp_tls_cipher(const rp_tls *s)
+{
+    return s->done && s->cipher != NULL ? SSL_CIPHER_standard_name(s->cipher) : NULL;
+}
+
+/* ---- records (RFC 8446 §5) ----------------------------------------------------------------- */
+
+/* Per-record nonce: the IV XOR the 64-bit sequence number, left-padded (RFC 8446 §5.3). */
+static void make_nonce(const tls_dir *d, uint8_t n[NONCE_LEN])
+{
+    memcpy(n, d->iv, NONCE_LEN);
+    for (int i = 0; i < 8; i++) n[NONCE_LEN - 1 - i] ^= (uint8_t)(d->seq >> (8 * i));
+}
+
+/*
+ * Seals `len` bytes at pt (anywhere, or exactly rec + REC_HDR) with inner
+ * content type `type` and `pad` zero bytes of padding as one record at rec.
+ * Returns the record's size, 0 if the AEAD failed.
+ */
+static size_t seal_record(rp_tls *s, uint8_t *rec, const uint8_t *pt, size_t len, uint8_t type,
+                          size_t pad)
+{
+    uint8_t tail[1 + 256];
+    size_t body = len + 1 + pad + REC_TAG;
+    rec[0] = CT_APP; /* legacy_record_version 0x0303, opaque_type application_data */
+    rec[1] = 3;
+    rec[2] = 3;
+    rec[3] = (uint8_t)(body >> 8);
+    rec[4] = (uint8_t)body;
+    tail[0] = type;
+    memset(tail + 1, 0, pad);
+    uint8_t nonce[NONCE_LEN];
+    make_nonce(&s->tx, nonce);
+    size_t tag_len = 0;
+    if (!EVP_AEAD_CTX_seal_scatter(&s->tx.aead, rec + REC_HDR, rec + REC_HDR + len, &tag_len,
+                                   1 + pad + REC_TAG, nonce, NONCE_LEN, pt, len, tail, 1 + pad, rec,
+                                   REC_HDR))
+        return 0;
+    s->tx.seq++;
+    return REC_HDR + len + tag_len;
+}
+
+/* Queues a record of inner type `type` (alerts, KeyUpdate). false when it could not. */
+static bool queue_record(rp_tls *s, uint8_t type, const uint8_t *p, size_t len)
+{
+    uint8_t rec[REC_HDR + 8 + 1 + REC_TAG];
+    if (len > 8) return false;
+    size_t n = seal_record(s, rec, p, len, type, 0);
+    return n > 0 && queue_put(s, rec, n);
+}
+
+/* A fatal alert for the peer (RFC 8446 §6.2), when we have keys to send it with. */
+static void queue_alert(rp_tls *s, uint8_t desc)
+{
+    uint8_t a[2] = { desc == AL_CLOSE_NOTIFY || desc == AL_USER_CANCELED ? 1 : 2, desc };
+    if (s->done) queue_record(s, CT_ALERT, a, sizeof a);
+}
+
+/* Kills the session with code (info in `info`) after queueing alert `desc` for the peer. */
+static int fail_with_alert(rp_tls *s, int code, uint8_t desc, const ringp2p_errinfo *info,
+                           ringp2p_errinfo *ei)
+{
+    queue_alert(s, desc);
+    return set_dead(s, code, info, ei);
+}
+
+/* KeyUpdate (RFC 8446 §4.6.3) sealed with the current key into rec; then our key moves on. */
+static size_t key_update_record(rp_tls *s, uint8_t *rec, bool request)
+{
+    uint8_t msg[5] = { HS_KEY_UPDATE, 0, 0, 1, request ? 1 : 0 };
+    size_t n = seal_record(s, rec, msg, sizeof msg, CT_HANDSHAKE, 0);
+    if (n == 0 || !dir_update(s, &s->tx)) return 0;
+    return n;
+}
+
+/* Room for a KeyUpdate record seal adds on its own when the key has been used long enough. */
+#define KEY_UPDATE_RECORD (REC_HDR + 5 + 1 + REC_TAG)
+
+int rp_tls_key_update(rp_tls *s, bool request)
+{
+    if (s->err < 0) return s->err;
+    if (!s->done) return RINGP2P_EINVAL;
+    if (s->closed) return RINGP2P_ECLOSED;
+    uint8_t rec[KEY_UPDATE_RECORD];
+    size_t n = key_update_record(s, rec, request);
+    if (n == 0 || !queue_put(s, rec, n)) {
+        ringp2p_errinfo info;
+        rp_err(&info, RINGP2P_ECRYPTO, "TLS: cannot update the sending key");
+        return set_dead(s, RINGP2P_ECRYPTO, &info, NULL);
+    }
+    return 0;
+}
 
 size_t rp_tls_sealed_len(const rp_tls *s, size_t plaintext_len)
 {
+    (void)s;
     if (plaintext_len == 0) return 0;
     size_t records =
         (plaintext_len + RP_TLS_RECORD_PLAINTEXT_MAX - 1) / RP_TLS_RECORD_PLAINTEXT_MAX;
-    return plaintext_len + records * SSL_max_seal_overhead(s->ssl) + SEAL_SLACK;
-}
-
-/* SSL_write of p[n]; libssl cuts it into full records (a memory BIO never blocks). */
-static int write_all(rp_tls *s, const uint8_t *p, size_t n, ringp2p_errinfo *ei)
-{
-    while (n > 0) {
-        /* The largest multiple of a record that fits an int. */
-        size_t k = n <= (size_t)INT_MAX ? n : (size_t)INT_MAX / 16384 * 16384;
-        ERR_clear_error();
-        int r = SSL_write(s->ssl, p, (int)k);
-        if (r <= 0) {
-            int rc = ssl_result(s, r, ei);
-            if (rc == 0) {
-                ringp2p_errinfo info;
-                rp_err(&info, RINGP2P_EPROTOCOL, "libssl could not write to a memory BIO");
-                rc = set_dead(s, RINGP2P_EPROTOCOL, &info, ei);
-            }
-            return rc;
-        }
-        p += r;
-        n -= (size_t)r;
-    }
-    return 0;
+    return plaintext_len + records * RP_TLS_RECORD_OVERHEAD + KEY_UPDATE_RECORD;
 }
 
 ssize_t rp_tls_seal(rp_tls *s, const rp_iov *in, size_t n, uint8_t *out, size_t cap,
@@ -491,66 +810,271 @@ ssize_t rp_tls_seal(rp_tls *s, const rp_iov *in, size_t n, uint8_t *out, size_t 
         return rp_err(ei, RINGP2P_ENOBUF,
                       "sealing %zu bytes needs up to %zu bytes of room, have %zu", total, need,
                       cap);
-    const size_t max = RP_TLS_RECORD_PLAINTEXT_MAX;
-    size_t fill = 0;
-    for (size_t i = 0; i < n; i++) {
-        const uint8_t *p = in[i].base;
-        size_t len = in[i].len;
-        while (len > 0) {
-            if (fill == 0 && len >= max) {
-                /* Whole records straight from the caller's buffer. */
-                size_t k = len - len % max;
-                RP_TRY(write_all(s, p, k, ei));
-                p += k;
-                len -= k;
-                continue;
+    size_t w = rp_tls_take_output(s, out, cap);
+    size_t i = 0, off = 0, left = total;
+    while (left > 0) {
+        size_t rl = left < RP_TLS_RECORD_PLAINTEXT_MAX ? left : RP_TLS_RECORD_PLAINTEXT_MAX;
+        uint8_t *rec = out + w;
+        while (in[i].len == off) i++, off = 0;
+        const uint8_t *pt;
+        if (in[i].len - off >= rl) {
+            /* the record lies in one piece: sealed from where it is */
+            pt = (const uint8_t *)in[i].base + off;
+            off += rl;
+        } else {
+            /* gathered where its ciphertext goes, then sealed in place */
+            uint8_t *d = rec + REC_HDR;
+            for (size_t got = 0; got < rl;) {
+                while (in[i].len == off) i++, off = 0;
+                size_t k = in[i].len - off < rl - got ? in[i].len - off : rl - got;
+                memcpy(d + got, (const uint8_t *)in[i].base + off, k);
+                off += k;
+                got += k;
             }
-            size_t k = max - fill < len ? max - fill : len;
-            memcpy(s->stage + fill, p, k);
-            fill += k;
-            p += k;
-            len -= k;
-            if (fill == max) {
-                RP_TRY(write_all(s, s->stage, max, ei));
-                fill = 0;
-            }
+            pt = d;
+        }
+        size_t k = seal_record(s, rec, pt, rl, CT_APP, 0);
+        if (k == 0) goto crypto_fail;
+        w += k;
+        left -= rl;
+        if (s->tx.seq >= KEY_UPDATE_AFTER) {
+            k = key_update_record(s, out + w, false);
+            if (k == 0) goto crypto_fail;
+            w += k;
         }
     }
-    if (fill > 0) RP_TRY(write_all(s, s->stage, fill, ei));
-    return (ssize_t)rp_tls_take_output(s, out, cap);
+    return (ssize_t)w;
+crypto_fail:;
+    ringp2p_errinfo info;
+    rp_err(&info, RINGP2P_ECRYPTO, "TLS: sealing a record failed");
+    return set_dead(s, RINGP2P_ECRYPTO, &info, ei);
 }
 
-ssize_t rp_tls_open(rp_tls *s, const uint8_t **src, const uint8_t *end, uint8_t *dst, size_t cap,
-                    ringp2p_errinfo *ei)
+/* Names of the alerts RFC 8446 §6 defines, for error messages. */
+static const char *alert_name(uint8_t d)
+{
+    switch (d) {
+    case 0: return "close_notify";
+    case 10: return "unexpected_message";
+    case 20: return "bad_record_mac";
+    case 22: return "record_overflow";
+    case 40: return "handshake_failure";
+    case 42: return "bad_certificate";
+    case 43: return "unsupported_certificate";
+    case 44: return "certificate_revoked";
+    case 45: return "certificate_expired";
+    case 46: return "certificate_unknown";
+    case 47: return "illegal_parameter";
+    case 48: return "unknown_ca";
+    case 49: return "access_denied";
+    case 50: return "decode_error";
+    case 51: return "decrypt_error";
+    case 70: return "protocol_version";
+    case 71: return "insufficient_security";
+    case 80: return "internal_error";
+    case 86: return "inappropriate_fallback";
+    case 90: return "user_canceled";
+    case 109: return "missing_extension";
+    case 110: return "unsupported_extension";
+    case 112: return "unrecognized_name";
+    case 113: return "bad_certificate_status_response";
+    case 115: return "unknown_psk_identity";
+    case 116: return "certificate_required";
+    case 120: return "no_application_protocol";
+    default: return "unknown";
+    }
+}
+
+/*
+ * Post-handshake handshake messages (RFC 8446 §4.6), possibly cut across
+ * records: NewSessionTicket is skipped (we never resume), KeyUpdate moves
+ * the receiving key on and, when asked, answers and moves ours. Anything else
+ * (a CertificateRequest: we never offer post-handshake authentication) ends
+ * the session.
+ */
+static int post_handshake(rp_tls *s, const uint8_t *p, size_t n, ringp2p_errinfo *ei)
+{
+    ringp2p_errinfo info;
+    while (n > 0) {
+        if (s->hs_hdr_len < 4) {
+            size_t k = 4 - s->hs_hdr_len < n ? 4 - s->hs_hdr_len : n;
+            memcpy(s->hs_hdr + s->hs_hdr_len, p, k);
+            s->hs_hdr_len += k;
+            p += k;
+            n -= k;
+            if (s->hs_hdr_len < 4) break;
+            uint8_t t = s->hs_hdr[0];
+            s->hs_left = (uint32_t)s->hs_hdr[1] << 16 | (uint32_t)s->hs_hdr[2] << 8 | s->hs_hdr[3];
+            if (t == HS_KEY_UPDATE && s->hs_left != 1) {
+                rp_err(&info, RINGP2P_EPROTOCOL, "TLS: KeyUpdate of %u bytes", s->hs_left);
+                return fail_with_alert(s, RINGP2P_EPROTOCOL, AL_DECODE_ERROR, &info, ei);
+            }
+            if (t != HS_KEY_UPDATE && t != HS_NEW_SESSION_TICKET) {
+                rp_err(&info, RINGP2P_EPROTOCOL, "TLS: unexpected post-handshake message type %u",
+                       t);
+                return fail_with_alert(s, RINGP2P_EPROTOCOL, AL_UNEXPECTED_MESSAGE, &info, ei);
+            }
+            if (s->hs_left == 0) s->hs_hdr_len = 0;
+            continue;
+        }
+        if (s->hs_hdr[0] == HS_NEW_SESSION_TICKET) {
+            size_t k = s->hs_left < n ? s->hs_left : n;
+            p += k;
+            n -= k;
+            s->hs_left -= (uint32_t)k;
+            if (s->hs_left == 0) s->hs_hdr_len = 0;
+            continue;
+        }
+        /* KeyUpdate: one byte, and the record must end with it (§5.1: no message spans a key
+         * change) */
+        uint8_t req = *p;
+        s->hs_left = 0;
+        s->hs_hdr_len = 0;
+        if (req > 1) {
+            rp_err(&info, RINGP2P_EPROTOCOL, "TLS: KeyUpdate request_update %u", req);
+            return fail_with_alert(s, RINGP2P_EPROTOCOL, AL_ILLEGAL_PARAMETER, &info, ei);
+        }
+        if (n != 1) {
+            rp_err(&info, RINGP2P_EPROTOCOL, "TLS: data after KeyUpdate in the same record");
+            return fail_with_alert(s, RINGP2P_EPROTOCOL, AL_UNEXPECTED_MESSAGE, &info, ei);
+        }
+        n = 0;
+        bool ok = dir_update(s, &s->rx);
+        if (ok && req == 1 && !s->closed) {
+            uint8_t rec[KEY_UPDATE_RECORD];
+            size_t k = key_update_record(s, rec, false);
+            ok = k > 0 && queue_put(s, rec, k);
+        }
+        if (!ok) {
+            rp_err(&info, RINGP2P_ECRYPTO, "TLS: cannot follow the peer's KeyUpdate");
+            return set_dead(s, RINGP2P_ECRYPTO, &info, ei);
+        }
+    }
+    return 0;
+}
+
+int rp_tls_open(rp_tls *s, uint8_t **src, uint8_t *end, rp_iov *plain, ringp2p_errinfo *ei)
 {
     if (s->err < 0) return dead(s, ei);
     if (!s->done) return rp_err(ei, RINGP2P_EINVAL, "TLS handshake not done");
-    RP_TRY(feed(s, src, end, ei));
-    size_t got = 0;
-    while (got < cap) {
-        size_t k = cap - got;
-        if (k > INT_MAX) k = INT_MAX;
-        ERR_clear_error();
-        int r = SSL_read(s->ssl, dst + got, (int)k);
-        if (r > 0) {
-            got += (size_t)r;
-            continue;
-        }
-        int rc = ssl_result(s, r, ei);
-        if (rc < 0) return rc;
-        break;
+    ringp2p_errinfo info;
+    uint8_t *p = *src;
+    if (end - p < REC_HDR) return 0;
+    size_t len = (size_t)p[3] << 8 | p[4];
+    if (len > REC_BODY_MAX) {
+        rp_err(&info, RINGP2P_EPROTOCOL, "TLS record of %zu bytes (the limit is 2^14+256)", len);
+        return fail_with_alert(s, RINGP2P_EPROTOCOL, AL_RECORD_OVERFLOW, &info, ei);
     }
-    return (ssize_t)got;
+    if ((size_t)(end - p) - REC_HDR < len) return 0;
+    if (p[0] != CT_APP) {
+        if (p[0] == CT_ALERT && len == 2)
+            rp_err(&info, RINGP2P_EPROTOCOL, "TLS: the peer sent an unprotected alert %s (%u)",
+                   alert_name(p[REC_HDR + 1]), p[REC_HDR + 1]);
+        else
+            rp_err(&info, RINGP2P_EPROTOCOL,
+                   "TLS: record of outer type %u after the handshake (only 23 is allowed)", p[0]);
+        return fail_with_alert(s, RINGP2P_EPROTOCOL, AL_UNEXPECTED_MESSAGE, &info, ei);
+    }
+    uint8_t *body = p + REC_HDR;
+    uint8_t nonce[NONCE_LEN];
+    make_nonce(&s->rx, nonce);
+    size_t n = 0;
+    if (len < REC_TAG + 1 ||
+        !EVP_AEAD_CTX_open(&s->rx.aead, body, &n, len, nonce, NONCE_LEN, body, len, p, REC_HDR)) {
+        ERR_clear_error();
+        rp_err(&info, RINGP2P_EAUTH,
+               "TLS record %llu did not authenticate (tampered, reordered, replayed or not from "
+               "the peer)",
+               (unsigned long long)s->rx.seq);
+        return fail_with_alert(s, RINGP2P_EAUTH, AL_BAD_RECORD_MAC, &info, ei);
+    }
+    s->rx.seq++;
+    /* TLSInnerPlaintext: content, type, zeros (§5.2) */
+    while (n > 0 && body[n - 1] == 0) n--;
+    if (n == 0) {
+        rp_err(&info, RINGP2P_EPROTOCOL, "TLS record with no content type");
+        return fail_with_alert(s, RINGP2P_EPROTOCOL, AL_UNEXPECTED_MESSAGE, &info, ei);
+    }
+    uint8_t type = body[--n];
+    if (n > RP_TLS_RECORD_PLAINTEXT_MAX) {
+        rp_err(&info, RINGP2P_EPROTOCOL, "TLS record of %zu plaintext bytes", n);
+        return fail_with_alert(s, RINGP2P_EPROTOCOL, AL_RECORD_OVERFLOW, &info, ei);
+    }
+    if (type != CT_HANDSHAKE && s->hs_hdr_len > 0) {
+        rp_err(&info, RINGP2P_EPROTOCOL, "TLS: record of type %u inside a handshake message", type);
+        return fail_with_alert(s, RINGP2P_EPROTOCOL, AL_UNEXPECTED_MESSAGE, &info, ei);
+    }
+    *plain = rp_iov_make(body, 0);
+    switch (type) {
+    case CT_APP: plain->len = n; break;
+    case CT_HANDSHAKE:
+        if (n == 0) {
+            rp_err(&info, RINGP2P_EPROTOCOL, "TLS: empty handshake record");
+            return fail_with_alert(s, RINGP2P_EPROTOCOL, AL_UNEXPECTED_MESSAGE, &info, ei);
+        }
+        RP_TRY(post_handshake(s, body, n, ei));
+        break;
+    case CT_ALERT:
+        if (n != 2) {
+            rp_err(&info, RINGP2P_EPROTOCOL, "TLS alert record of %zu bytes", n);
+            return fail_with_alert(s, RINGP2P_EPROTOCOL, AL_DECODE_ERROR, &info, ei);
+        }
+        if (body[1] == AL_USER_CANCELED) break; /* close_notify follows */
+        if (body[1] == AL_CLOSE_NOTIFY) {
+            rp_err(&info, RINGP2P_ECLOSED, "peer closed the TLS session (close_notify)");
+            return set_dead(s, RINGP2P_ECLOSED, &info, ei);
+        }
+        rp_err(&info, RINGP2P_EPROTOCOL, "TLS: the peer sent alert %s (%u)", alert_name(body[1]),
+               body[1]);
+        return set_dead(s, RINGP2P_EPROTOCOL, &info, ei);
+    default:
+        rp_err(&info, RINGP2P_EPROTOCOL, "TLS record of content type %u", type);
+        return fail_with_alert(s, RINGP2P_EPROTOCOL, AL_UNEXPECTED_MESSAGE, &info, ei);
+    }
+    *src = p + REC_HDR + len;
+    return 1;
 }
 
 int rp_tls_close(rp_tls *s)
 {
     if (!s->done) return RINGP2P_EINVAL;
-    if (!s->closed) {
-        s->closed = true;
-        ERR_clear_error();
-        SSL_shutdown(s->ssl);
-        ERR_clear_error();
-    }
+    if (!s->closed && s->err == 0) queue_alert(s, AL_CLOSE_NOTIFY);
+    s->closed = true;
     return 0;
+}
+
+/* ---- tests and fuzzing --------------------------------------------------------------------- */
+
+int rp_tls_test_new_keyed(uint16_t suite, bool initiator, const uint8_t *client_secret,
+                          const uint8_t *server_secret, rp_tls **out)
+{
+    rp_tls *s = calloc(1, sizeof *s);
+    if (s == NULL) return RINGP2P_ENOMEM;
+    s->initiator = initiator;
+    s->cipher = SSL_get_cipher_by_value(suite);
+    switch (suite) {
+    case 0x1301: s->aead = EVP_aead_aes_128_gcm(), s->md = EVP_sha256(); break;
+    case 0x1302: s->aead = EVP_aead_aes_256_gcm(), s->md = EVP_sha384(); break;
+    case 0x1303: s->aead = EVP_aead_chacha20_poly1305(), s->md = EVP_sha256(); break;
+    default: free(s); return RINGP2P_EINVAL;
+    }
+    s->secret_len = EVP_MD_size(s->md);
+    if (!dir_key(s, &s->tx, initiator ? client_secret : server_secret) ||
+        !dir_key(s, &s->rx, initiator ? server_secret : client_secret)) {
+        rp_tls_free(s);
+        return RINGP2P_ECRYPTO;
+    }
+    s->done = true;
+    *out = s;
+    return 0;
+}
+
+ssize_t rp_tls_test_seal_inner(rp_tls *s, uint8_t type, const uint8_t *p, size_t len, size_t pad,
+                               uint8_t *out, size_t cap)
+{
+    if (!s->done || s->err < 0) return RINGP2P_EINVAL;
+    if (pad > 256 || cap < REC_HDR + len + 1 + pad + REC_TAG || len + 1 + pad + REC_TAG > 0xffff)
+        return RINGP2P_ENOBUF;
+    size_t n = seal_record(s, out, p, len, type, pad);
+    return n > 0 ? (ssize_t)n : RINGP2P_ECRYPTO;
 }

@@ -1,32 +1,38 @@
 /*
  * libp2p TLS (`/tls/1.0.0`): TLS 1.3 with the libp2p certificate extension and
- * ALPN muxer negotiation, sans-IO, on BoringSSL's libssl (libp2p specs
- * tls/tls.md; connections/inlined-muxer-negotiation.md "Multiplexer
- * Negotiation over TLS").
+ * ALPN muxer negotiation, sans-IO (libp2p specs tls/tls.md;
+ * connections/inlined-muxer-negotiation.md "Multiplexer Negotiation over
+ * TLS").
  *
- * The SSL object runs over two memory BIOs: the host feeds what it received,
- * libssl writes records into the other BIO, and the host takes them out and
- * sends them. Nothing here touches a socket or a clock; the wall-clock time
- * the certificates need (Unix seconds) is passed in.
+ * libssl (BoringSSL) runs the handshake over a BIO that reads the caller's
+ * input where it lies and writes into the caller's output buffer. Once the
+ * handshake is done, records are sealed and opened here (RFC 8446 §5) with
+ * the application traffic secrets libssl derived, and libssl is freed: seal
+ * gathers the caller's pieces into full records written straight into the
+ * caller's buffer, and open decrypts in place in the caller's buffer, as
+ * rp_noise_open does. Nothing here touches a socket or a clock; the
+ * wall-clock time the certificates need (Unix seconds) is passed in.
  *
  *     rp_tls_new(&cfg, &s, &ei);
- *     loop: r = rp_tls_handshake(s, unix_now, &rx, rx_end, &tx, &ei);  send tx;  until r ==
- * RP_TLS_DONE then: rp_tls_seal(s, iov, n, out, cap, &ei)          -> records to send
- *           rp_tls_open(s, &rx, rx_end, dst, cap, &ei)     -> plaintext copied into dst
+ *     loop: r = rp_tls_handshake(s, unix_now, &rx, rx_end, &tx, &ei);  send tx;
+ *           until r == RP_TLS_DONE
+ *     then: rp_tls_seal(s, iov, n, out, cap, &ei)    -> records to send
+ *           rp_tls_open(s, &rx, rx_end, &view, &ei)  -> plaintext, decrypted in place in rx
  *
- * Input is always consumed whole (libssl buffers partial records), so after
- * a call *src == end. Output libssl produced that did not fit the caller's
- * buffer stays queued: rp_tls_pending_output says how much, rp_tls_take_output
- * takes it, and rp_tls_seal writes it ahead of new records. rp_tls_open can
- * queue output too (a KeyUpdate reply, a close_notify answer), so the host
- * drains after it as well.
+ * Output that did not fit the caller's buffer, or that came from no call
+ * with a buffer (a KeyUpdate answer, an alert, close_notify), stays queued:
+ * rp_tls_pending_output says how much, rp_tls_take_output takes it, and
+ * rp_tls_seal writes it ahead of new records. The host drains it after
+ * handshake steps and after rp_tls_open.
  *
  * Certificates: a fresh P-256 key and a self-signed certificate per session
  * (tls_cert.h). Verification is a custom callback (no CA machinery) that
  * applies tls_cert.h's rules, then checks the peer ID against the expected one
  * when the dialer gave one. Only TLS 1.3, no session tickets or resumption, no
  * SNI (tls.md "Future Extensibility"), the server requires a client
- * certificate.
+ * certificate. The cipher suite is libssl's choice: AES-GCM where the CPU has
+ * AES instructions (TLS_AES_128_GCM_SHA256 between two ringp2p nodes), else
+ * ChaCha20-Poly1305; all three TLS 1.3 suites are handled.
  *
  * ALPN carries the muxers, most preferred first, then "libp2p". The server
  * picks the first entry of the client's list that it supports as a muxer,
@@ -34,13 +40,17 @@
  * (tls.md "ALPN"). "libp2p" or no ALPN at all means no early muxer: the host
  * runs multistream-select for it (rp_tls_muxer returns NULL).
  *
+ * After the handshake: NewSessionTicket messages are skipped, a KeyUpdate is
+ * followed (and answered when the peer asks), our own sending key moves on
+ * every 2^23 records (RFC 8446 §5.5), and fatal errors queue an alert.
+ *
  * Any failure is final: the session returns the same code from then on. A
  * failed handshake usually leaves an alert queued (rp_tls_pending_output); the
  * host may send it before closing.
  *
- * Cost per session: one SSL_CTX (the ALPN server callback is per context),
- * one P-256 key generation, one identity signature and one ECDSA certificate
- * signature.
+ * Cost per session: one SSL_CTX during the handshake (the ALPN server
+ * callback is per context), one P-256 key generation, one identity signature
+ * and one ECDSA certificate signature; afterwards two AEAD contexts.
  */
 #ifndef RP_SECURITY_TLS_H
 #define RP_SECURITY_TLS_H
@@ -63,6 +73,11 @@
 
 /* RFC 8446 §5.1: largest plaintext of one record. */
 #define RP_TLS_RECORD_PLAINTEXT_MAX 16384
+/* RFC 8446 §5.2: a record's header (5), inner content type (1) and AEAD tag (16). */
+#define RP_TLS_RECORD_HEADER_LEN 5
+#define RP_TLS_RECORD_OVERHEAD   22
+/* RFC 8446 §5.2: the largest record on the wire (header + 2^14 + 256). */
+#define RP_TLS_RECORD_MAX (RP_TLS_RECORD_HEADER_LEN + RP_TLS_RECORD_PLAINTEXT_MAX + 256)
 
 /*
  * Muxers we offer or accept. The spec sets no bound; ALPN names are 1..255
@@ -117,25 +132,29 @@ int rp_tls_new(const rp_tls_config *cfg, rp_tls **out, ringp2p_errinfo *ei);
 void rp_tls_free(rp_tls *s);
 
 /*
- * Drives the handshake: feeds [*src, end) (the host's, read-only; copied into
- * libssl, *src moved to end), steps, and appends what there is to send to
- * `out` (caller's) as far as it fits; the rest stays queued (see above).
- * `unix_now` is the time the peer's certificate must be valid at. Returns:
+ * Drives the handshake: libssl reads the records it needs from [*src, end)
+ * (the host's, read-only, copied into libssl) and *src moves past them;
+ * what there is to send is appended to `out` (caller's) as far as it fits,
+ * the rest stays queued (see above). `unix_now` is the time the peer's
+ * certificate must be valid at. Returns:
  *   RP_TLS_DONE      complete (from then on, also without touching anything);
- *                    input after the handshake stays buffered for rp_tls_open;
- *   0                waiting for more input;
- *   negative         failed, session dead: RINGP2P_ECERT, RINGP2P_ESIGNATURE,
- *                    RINGP2P_EKEY, RINGP2P_EKEYTYPE, RINGP2P_EPROTOBUF,
- *                    RINGP2P_ELIMIT (peer certificate), RINGP2P_EPEERMISMATCH
- *                    (`ei` names both IDs), RINGP2P_ENEGOTIATION (no common
- *                    ALPN protocol, either side), RINGP2P_EAUTH (a record
- *                    did not authenticate), RINGP2P_EPROTOCOL (any other TLS
- *                    failure, including a fatal alert from the peer; `ei`
- *                    has libssl's reason), RINGP2P_ENOMEM.
+ *                    bytes after the last handshake record stay at *src:
+ *                    they are records for rp_tls_open;
+ *   0                waiting for more input (all of it was taken);
+ *   negative         failed, session dead (*src unchanged): RINGP2P_ECERT,
+ *                    RINGP2P_ESIGNATURE, RINGP2P_EKEY, RINGP2P_EKEYTYPE,
+ *                    RINGP2P_EPROTOBUF, RINGP2P_ELIMIT (peer certificate),
+ *                    RINGP2P_EPEERMISMATCH (`ei` names both IDs),
+ *                    RINGP2P_ENEGOTIATION (no common ALPN protocol, either
+ *                    side), RINGP2P_EAUTH (a record did not authenticate),
+ *                    RINGP2P_EPROTOCOL (any other TLS failure, including a
+ *                    fatal alert from the peer; `ei` has libssl's reason),
+ *                    RINGP2P_ECRYPTO (the record layer could not be keyed),
+ *                    RINGP2P_ENOMEM.
  * The client calls it first with no input to produce its ClientHello. A
  * client is DONE once it has sent its Finished; the server verifies the
  * client's certificate after that (tls.md, "Note for clients"), so a
- * rejection reaches the client as an error from rp_tls_open.
+ * rejection reaches the client as an alert from rp_tls_open.
  */
 int rp_tls_handshake(rp_tls *s, int64_t unix_now, const uint8_t **src, const uint8_t *end,
                      rp_wbuf *out, ringp2p_errinfo *ei);
@@ -160,36 +179,53 @@ const ringp2p_pubkey *rp_tls_remote_key(const rp_tls *s);
 const char *rp_tls_muxer(const rp_tls *s);
 
 /*
+ * After the handshake: the negotiated cipher suite's RFC 8446 name
+ * ("TLS_AES_128_GCM_SHA256"), else NULL. Static string.
+ */
+const char *rp_tls_cipher(const rp_tls *s);
+
+/*
  * Upper bound of the bytes rp_tls_seal writes for plaintext_len bytes, not
  * counting queued output: full records of RP_TLS_RECORD_PLAINTEXT_MAX plus
- * libssl's per-record overhead (header, content type, tag). 0 for 0.
+ * RP_TLS_RECORD_OVERHEAD each, and room for one KeyUpdate. 0 for 0.
  */
 size_t rp_tls_sealed_len(const rp_tls *s, size_t plaintext_len);
 
 /*
  * Seals the concatenation of in[0..n) (caller's, read-only) in one pass:
- * full 16 KiB records but the last, gathered across the iovs, written after
- * any queued output into out (caller's). Returns the bytes written or:
- * RINGP2P_ENOBUF (cap < pending output + rp_tls_sealed_len(total): nothing
- * changed), RINGP2P_EINVAL (handshake not done), or the session's error if
- * it is dead.
+ * full 16 KiB records but the last, written after any queued output into
+ * out (caller's). A record that lies within one iov is sealed from where it
+ * is; one that spans iovs is gathered into out and sealed in place. Returns
+ * the bytes written or: RINGP2P_ENOBUF (cap < pending output +
+ * rp_tls_sealed_len(total): nothing changed), RINGP2P_EINVAL (handshake not
+ * done), RINGP2P_ECLOSED (after rp_tls_close), or the session's error if it
+ * is dead.
  */
 ssize_t rp_tls_seal(rp_tls *s, const rp_iov *in, size_t n, uint8_t *out, size_t cap,
                     ringp2p_errinfo *ei);
 
 /*
- * Feeds [*src, end) (read-only, copied; *src moved to end) and decrypts into
- * dst (caller's) as much as is there, up to cap. Returns the plaintext bytes
- * (0: nothing whole yet; with a full dst more may be buffered: call again
- * with no input until it returns less than cap). Errors, killing the session:
+ * Opens the record at *src in place. Returns 1 with *plain viewing its
+ * plaintext (inside [*src, end) as it was: valid while the caller keeps that
+ * buffer; empty for a record that carried no application data, such as a
+ * NewSessionTicket or KeyUpdate) and *src moved past the record; 0 when no
+ * whole record is there yet (*src unchanged); or, killing the session (*src
+ * unchanged; an alert for the peer is queued where one is due):
  * RINGP2P_EAUTH (a record did not authenticate: tampered, reordered,
- * replayed; nothing of it is delivered), RINGP2P_ECLOSED (the peer sent
- * close_notify), RINGP2P_EPROTOCOL (anything else, e.g. a fatal alert such as
- * the server rejecting our certificate; `ei` says which). RINGP2P_EINVAL
- * before the handshake is done.
+ * replayed), RINGP2P_ECLOSED (the peer sent close_notify), RINGP2P_EPROTOCOL
+ * (anything else malformed or unexpected, or a fatal alert from the peer
+ * such as the server rejecting our certificate; `ei` says which),
+ * RINGP2P_ECRYPTO. RINGP2P_EINVAL before the handshake is done.
  */
-ssize_t rp_tls_open(rp_tls *s, const uint8_t **src, const uint8_t *end, uint8_t *dst, size_t cap,
-                    ringp2p_errinfo *ei);
+int rp_tls_open(rp_tls *s, uint8_t **src, uint8_t *end, rp_iov *plain, ringp2p_errinfo *ei);
+
+/*
+ * Queues a KeyUpdate (RFC 8446 §4.6.3; asking the peer to update too when
+ * `request`) and moves our sending key on. 0, RINGP2P_EINVAL before the
+ * handshake is done, RINGP2P_ECLOSED after rp_tls_close, or the session's
+ * error.
+ */
+int rp_tls_key_update(rp_tls *s, bool request);
 
 /*
  * Queues a close_notify alert (take it with rp_tls_take_output). After it
@@ -197,5 +233,16 @@ ssize_t rp_tls_open(rp_tls *s, const uint8_t **src, const uint8_t *end, uint8_t 
  * handshake is done.
  */
 int rp_tls_close(rp_tls *s);
+
+/*
+ * Tests and fuzzing only. A session past the handshake keyed from the given
+ * traffic secrets (a hash long) for cipher suite `suite` (0x1301..0x1303),
+ * and a record of any inner content type with `pad` zero bytes of padding
+ * (at most 256), sealed as the real ones are.
+ */
+int rp_tls_test_new_keyed(uint16_t suite, bool initiator, const uint8_t *client_secret,
+                          const uint8_t *server_secret, rp_tls **out);
+ssize_t rp_tls_test_seal_inner(rp_tls *s, uint8_t type, const uint8_t *p, size_t len, size_t pad,
+                               uint8_t *out, size_t cap);
 
 #endif

@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 #include <openssl/mem.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
 
 #include "security/tls.h"
 #include "security/tls_cert.h"
@@ -307,9 +308,13 @@ static int hs_step(struct end *me, struct end *peer, int64_t now)
 {
     const uint8_t *p = me->rx;
     rp_wbuf w = rp_wbuf_make(peer->rx + peer->len, 100); /* deliberately short */
-    me->last = rp_tls_handshake(me->s, now, &p, me->rx + me->len, &w, &me->ei);
-    cr_assert_eq(p, me->rx + me->len, "input not consumed whole");
-    me->len = 0;
+    const uint8_t *end = me->rx + me->len;
+    me->last = rp_tls_handshake(me->s, now, &p, end, &w, &me->ei);
+    if (me->last == 0) cr_assert_eq(p, end, "input not consumed whole");
+    /* after the handshake, what follows its records stays for rp_tls_open */
+    size_t rest = me->last == RP_TLS_DONE ? (size_t)(end - p) : 0;
+    memmove(me->rx, p, rest);
+    me->len = rest;
     peer->len += w.len;
     peer->len += rp_tls_take_output(me->s, peer->rx + peer->len, RX_CAP - peer->len);
     cr_assert_eq(rp_tls_pending_output(me->s), 0);
@@ -346,18 +351,31 @@ static void send_bytes(struct end *from, struct end *to, const uint8_t *data, si
     to->len += (size_t)n;
 }
 
-/* Feeds everything and reads all plaintext into out (chunks of `chunk`). */
-static ssize_t recv_bytes(struct end *me, uint8_t *out, size_t chunk)
+/*
+ * Opens every whole record me has, in place, and copies the plaintext into
+ * out (cap bytes); a partial record stays. The plaintext total, or the error.
+ */
+static ssize_t recv_bytes(struct end *me, uint8_t *out, size_t cap)
 {
-    const uint8_t *p = me->rx;
+    uint8_t *p = me->rx, *end = me->rx + me->len;
     size_t total = 0;
-    ssize_t n = rp_tls_open(me->s, &p, me->rx + me->len, out, chunk, &me->ei);
-    me->len = 0;
-    while (n > 0) {
-        total += (size_t)n;
-        n = rp_tls_open(me->s, &p, p, out + total, chunk, &me->ei);
+    int r;
+    rp_iov v;
+    while ((r = rp_tls_open(me->s, &p, end, &v, &me->ei)) == 1) {
+        cr_assert_leq(v.len, RP_TLS_RECORD_PLAINTEXT_MAX);
+        cr_assert(v.len == 0 || ((uint8_t *)v.base >= me->rx && (uint8_t *)v.base < p),
+                  "view outside the record");
+        cr_assert_leq(total + v.len, cap, "more plaintext than expected");
+        memcpy(out + total, v.base, v.len);
+        total += v.len;
     }
-    return n < 0 ? n : (ssize_t)total;
+    if (r < 0) {
+        me->len = 0;
+        return r;
+    }
+    me->len = (size_t)(end - p);
+    memmove(me->rx, p, me->len);
+    return (ssize_t)total;
 }
 
 static void check_pair_talks(struct end *a, struct end *b)
@@ -395,6 +413,11 @@ Test(tls, every_key_type_both_roles, .timeout = 120)
             cr_assert(
                 ringp2p_pubkey_equal(rp_tls_remote_key(s.s), ringp2p_privkey_public(keys[i])));
             cr_assert_null(rp_tls_muxer(c.s));
+            /* AES-GCM where the CPU has AES instructions (BoringSSL's choice) */
+            const char *want =
+                EVP_has_aes_hardware() ? "TLS_AES_128_GCM_SHA256" : "TLS_CHACHA20_POLY1305_SHA256";
+            cr_assert_str_eq(rp_tls_cipher(c.s), want);
+            cr_assert_str_eq(rp_tls_cipher(s.s), want);
             check_pair_talks(&c, &s);
             end_close(&c);
             end_close(&s);
@@ -507,7 +530,7 @@ Test(tls, bad_certificates_fail_the_handshake, .timeout = 60)
                 uint8_t buf[64];
                 cr_assert_eq(recv_bytes(&c, buf, sizeof buf), RINGP2P_EPROTOCOL, "%s",
                              cases[i].name);
-                cr_assert_not_null(strstr(c.ei.msg, "CERTIFICATE"), "%s", c.ei.msg);
+                cr_assert_not_null(strstr(c.ei.msg, "bad_certificate"), "%s", c.ei.msg);
             }
             end_close(&c);
             end_close(&s);
@@ -626,17 +649,10 @@ Test(tls, large_transfer_byte_exact_full_records, .timeout = 120)
         calls++;
         /* Every third call (and at the end) the receiver reads, in odd-sized pieces. */
         if (calls % 3 != 0 && sent < total) continue;
-        const uint8_t *p = s.rx;
-        size_t room = total - off < 4097 ? total - off : 4097;
-        r = rp_tls_open(s.s, &p, s.rx + s.len, got + off, room, &s.ei);
-        s.len = 0;
-        while (r > 0) {
-            off += (size_t)r;
-            room = total - off < 12345 ? total - off : 12345;
-            if (room == 0) break;
-            r = rp_tls_open(s.s, &p, p, got + off, room, &s.ei);
-        }
+        r = recv_bytes(&s, got + off, total - off);
         cr_assert_geq(r, 0, "%s", s.ei.msg);
+        off += (size_t)r;
+        cr_assert_eq(s.len, 0, "every record was whole");
     }
     cr_assert_eq(off, total);
     cr_assert_arr_eq(got, data, total);
@@ -695,8 +711,8 @@ Test(tls, pipelined_data_after_client_finished)
     send_bytes(&c, &s, msg, sizeof msg);
     hs_step(&s, &c, NOW);
     cr_assert_eq(s.last, RP_TLS_DONE, "%s", s.ei.msg);
-    const uint8_t *p = NULL;
-    cr_assert_eq(rp_tls_open(s.s, &p, p, got, sizeof got, &s.ei), (ssize_t)sizeof msg);
+    cr_assert_gt(s.len, 0, "the data record was left for rp_tls_open");
+    cr_assert_eq(recv_bytes(&s, got, sizeof got), (ssize_t)sizeof msg, "%s", s.ei.msg);
     cr_assert_arr_eq(got, msg, sizeof msg);
     end_close(&c);
     end_close(&s);
@@ -711,10 +727,11 @@ Test(tls, seal_room_close_and_misuse)
     struct end c, s;
     end_open(&c, &cc);
     uint8_t buf[256];
-    rp_iov one = rp_iov_make(buf, 10);
-    const uint8_t *p = NULL;
+    rp_iov one = rp_iov_make(buf, 10), v;
+    uint8_t *p = buf;
     cr_assert_eq(rp_tls_seal(c.s, &one, 1, buf, sizeof buf, NULL), RINGP2P_EINVAL);
-    cr_assert_eq(rp_tls_open(c.s, &p, p, buf, sizeof buf, NULL), RINGP2P_EINVAL);
+    cr_assert_eq(rp_tls_open(c.s, &p, buf + 50, &v, NULL), RINGP2P_EINVAL);
+    cr_assert_eq(rp_tls_key_update(c.s, false), RINGP2P_EINVAL);
     cr_assert_eq(rp_tls_close(c.s), RINGP2P_EINVAL);
     cr_assert_null(rp_tls_remote_peer(c.s));
     end_close(&c);
@@ -778,4 +795,375 @@ Test(tls, config_errors)
     cr_assert_eq(rp_tls_new(&c, &s, &ei), 0, "%s", ei.msg);
     rp_tls_free(s);
     ringp2p_privkey_free(k);
+}
+
+/* ---- the record layer ---------------------------------------------------------------------- */
+
+/* Both sides ask for KeyUpdates; data keeps flowing both ways across each key change. */
+Test(tls, key_update_both_ways)
+{
+    ringp2p_privkey *kc = gen(RINGP2P_KEY_ED25519), *ks = gen(RINGP2P_KEY_ED25519);
+    struct end c, s;
+    ready_pair(&c, &s, kc, ks);
+    uint8_t msg[40000], got[50000];
+    for (size_t i = 0; i < sizeof msg; i++) msg[i] = (uint8_t)(i * 13 + 1);
+    for (int round = 0; round < 3; round++) {
+        struct end *a = round % 2 == 0 ? &c : &s, *b = round % 2 == 0 ? &s : &c;
+        send_bytes(a, b, msg, 1000);
+        cr_assert_eq(rp_tls_key_update(a->s, true), 0);
+        b->len += rp_tls_take_output(a->s, b->rx + b->len, RX_CAP - b->len);
+        send_bytes(a, b, msg, sizeof msg); /* under a's new key */
+        cr_assert_eq(recv_bytes(b, got, sizeof got), 1000 + (ssize_t)sizeof msg, "%s", b->ei.msg);
+        cr_assert_arr_eq(got + 1000, msg, sizeof msg);
+        /* b answered with its own KeyUpdate, queued; its next records use the new key */
+        cr_assert_gt(rp_tls_pending_output(b->s), 0);
+        send_bytes(b, a, msg, 777); /* seal puts the queued KeyUpdate first */
+        cr_assert_eq(recv_bytes(a, got, sizeof got), 777, "%s", a->ei.msg);
+        cr_assert_arr_eq(got, msg, 777);
+        cr_assert_eq(rp_tls_pending_output(a->s), 0, "a did not ask, so no answer");
+    }
+    /* Not asked: no answer. */
+    cr_assert_eq(rp_tls_key_update(c.s, false), 0);
+    s.len += rp_tls_take_output(c.s, s.rx + s.len, RX_CAP - s.len);
+    cr_assert_eq(recv_bytes(&s, got, sizeof got), 0);
+    cr_assert_eq(rp_tls_pending_output(s.s), 0);
+    check_pair_talks(&c, &s);
+    end_close(&c);
+    end_close(&s);
+    ringp2p_privkey_free(kc);
+    ringp2p_privkey_free(ks);
+}
+
+/* ---- against libssl's own record layer ------------------------------------------------------ */
+
+static enum ssl_verify_result_t accept_any(SSL *ssl, uint8_t *alert)
+{
+    (void)ssl;
+    (void)alert;
+    return ssl_verify_ok;
+}
+
+/*
+ * A plain BoringSSL endpoint over memory BIOs with a libp2p certificate of
+ * key k: the other end of the conversation, with libssl's record layer
+ * (tickets on, so a server sends NewSessionTickets after the handshake).
+ */
+typedef struct raw_end {
+    SSL_CTX *ctx;
+    SSL *ssl;
+    BIO *in, *out;
+} raw_end;
+
+static void raw_open(raw_end *r, const ringp2p_privkey *k, bool server)
+{
+    rp_tls_cert_params p = rp_tls_cert_params_default(NOW);
+    uint8_t *der = NULL;
+    size_t len = 0;
+    EVP_PKEY *key = NULL;
+    ringp2p_errinfo ei;
+    cr_assert_eq(rp_tls_cert_make(k, &p, &der, &len, &key, &ei), 0, "%s", ei.msg);
+    CRYPTO_BUFFER *buf = CRYPTO_BUFFER_new(der, len, NULL);
+    r->ctx = SSL_CTX_new(TLS_with_buffers_method());
+    cr_assert(SSL_CTX_set_min_proto_version(r->ctx, TLS1_3_VERSION));
+    cr_assert(SSL_CTX_set_chain_and_key(r->ctx, &buf, 1, key, NULL));
+    SSL_CTX_set_custom_verify(r->ctx, SSL_VERIFY_PEER, accept_any);
+    CRYPTO_BUFFER_free(buf);
+    OPENSSL_free(der);
+    EVP_PKEY_free(key);
+    r->ssl = SSL_new(r->ctx);
+    r->in = BIO_new(BIO_s_mem());
+    r->out = BIO_new(BIO_s_mem());
+    BIO_set_mem_eof_return(r->in, -1);
+    BIO_up_ref(r->in);
+    BIO_up_ref(r->out);
+    SSL_set_bio(r->ssl, r->in, r->out);
+    if (server)
+        SSL_set_accept_state(r->ssl);
+    else
+        SSL_set_connect_state(r->ssl);
+}
+
+static void raw_close(raw_end *r)
+{
+    SSL_free(r->ssl);
+    BIO_free(r->in);
+    BIO_free(r->out);
+    SSL_CTX_free(r->ctx);
+}
+
+/* Moves raw's output to our end's input, and our end's queued output to raw. */
+static void raw_pump(raw_end *r, struct end *e)
+{
+    size_t n = BIO_pending(r->out);
+    cr_assert_leq(e->len + n, RX_CAP);
+    BIO_read(r->out, e->rx + e->len, (int)n);
+    e->len += n;
+    uint8_t tmp[4096];
+    for (size_t k; (k = rp_tls_take_output(e->s, tmp, sizeof tmp)) > 0;)
+        BIO_write(r->in, tmp, (int)k);
+}
+
+/* Our end seals len bytes of msg, raw reads them back. */
+static void to_raw(struct end *e, raw_end *r, const uint8_t *msg, size_t len)
+{
+    uint8_t *wire = malloc(len + 4096), *back = malloc(len + 1);
+    size_t q = rp_tls_take_output(e->s, wire, len + 4096);
+    rp_iov v = rp_iov_make(msg, len);
+    ssize_t w = rp_tls_seal(e->s, &v, 1, wire + q, len + 4096 - q, &e->ei);
+    cr_assert_gt(w, 0, "%s", e->ei.msg);
+    BIO_write(r->in, wire, (int)(q + (size_t)w));
+    size_t got = 0;
+    for (int k; got < len && (k = SSL_read(r->ssl, back + got, (int)(len - got))) > 0;)
+        got += (size_t)k;
+    cr_assert_eq(got, len, "libssl read %zu of %zu", got, len);
+    cr_assert_arr_eq(back, msg, len);
+    free(wire);
+    free(back);
+}
+
+/* raw writes len bytes of msg, our end opens them in place. The bytes on the wire. */
+static size_t from_raw(raw_end *r, struct end *e, const uint8_t *msg, size_t len)
+{
+    cr_assert_eq(SSL_write(r->ssl, msg, (int)len), (int)len);
+    raw_pump(r, e);
+    size_t wire = e->len;
+    uint8_t *got = malloc(len + 1);
+    cr_assert_eq(recv_bytes(e, got, len), (ssize_t)len, "%s", e->ei.msg);
+    cr_assert_arr_eq(got, msg, len);
+    free(got);
+    return wire;
+}
+
+/*
+ * Our record layer against libssl's, in both roles: data both ways (records
+ * up to full size), NewSessionTickets skipped, KeyUpdates asked for by either
+ * side answered and followed, close_notify both ways.
+ */
+Test(tls, records_against_libssl, .timeout = 60)
+{
+    ringp2p_privkey *kus = gen(RINGP2P_KEY_ED25519), *kraw = gen(RINGP2P_KEY_SECP256K1);
+    static uint8_t msg[100000];
+    for (size_t i = 0; i < sizeof msg; i++) msg[i] = (uint8_t)(i * 7 + (i >> 8));
+    for (int we_client = 0; we_client < 2; we_client++) {
+        rp_tls_config cfg = cfg_of(kus, we_client);
+        struct end e;
+        raw_end r;
+        end_open(&e, &cfg);
+        raw_open(&r, kraw, we_client); /* raw is the server when we are the client */
+        for (int k = 0; k < 8 && e.last != RP_TLS_DONE; k++) {
+            const uint8_t *p = e.rx, *end = e.rx + e.len;
+            uint8_t out[8192];
+            rp_wbuf w = rp_wbuf_make(out, sizeof out);
+            e.last = rp_tls_handshake(e.s, NOW, &p, end, &w, &e.ei);
+            cr_assert_geq(e.last, 0, "%s", e.ei.msg);
+            BIO_write(r.in, out, (int)w.len);
+            e.len = (size_t)(end - p);
+            memmove(e.rx, p, e.len);
+            SSL_do_handshake(r.ssl);
+            raw_pump(&r, &e);
+        }
+        cr_assert_eq(e.last, RP_TLS_DONE, "%s", e.ei.msg);
+        /* the server's last step: our Finished (when we are the client) */
+        cr_assert_eq(SSL_do_handshake(r.ssl), 1);
+        raw_pump(&r, &e); /* NewSessionTickets, when raw is the server */
+        /* a libssl server sends its NewSessionTickets with its first write: we skip them */
+        size_t wire = from_raw(&r, &e, msg, 5000);
+        if (we_client) cr_assert_gt(wire, 5000 + RP_TLS_RECORD_OVERHEAD, "no tickets came");
+        to_raw(&e, &r, msg, sizeof msg);
+        cr_assert_str_eq(rp_tls_cipher(e.s),
+                         SSL_CIPHER_standard_name(SSL_get_current_cipher(r.ssl)));
+        /* libssl asks us to update */
+        cr_assert(SSL_key_update(r.ssl, SSL_KEY_UPDATE_REQUESTED));
+        from_raw(&r, &e, msg, 16384);
+        cr_assert_gt(rp_tls_pending_output(e.s), 0, "our KeyUpdate answer is queued");
+        to_raw(&e, &r, msg, 30000); /* libssl reads our answer, then our new key */
+        from_raw(&r, &e, msg + 1, 100);
+        /* we ask libssl to update */
+        cr_assert_eq(rp_tls_key_update(e.s, true), 0);
+        to_raw(&e, &r, msg + 2, 20000);
+        from_raw(&r, &e, msg + 3, 40000); /* behind libssl's answering KeyUpdate */
+        /* close_notify from us: libssl sees a clean end */
+        cr_assert_eq(rp_tls_close(e.s), 0);
+        raw_pump(&r, &e);
+        uint8_t b[16];
+        cr_assert_eq(SSL_read(r.ssl, b, sizeof b), 0);
+        cr_assert_eq(SSL_get_error(r.ssl, 0), SSL_ERROR_ZERO_RETURN);
+        /* and from libssl: we read ECLOSED */
+        SSL_shutdown(r.ssl);
+        raw_pump(&r, &e);
+        cr_assert_eq(recv_bytes(&e, b, sizeof b), RINGP2P_ECLOSED, "%s", e.ei.msg);
+        end_close(&e);
+        raw_close(&r);
+    }
+    ringp2p_privkey_free(kus);
+    ringp2p_privkey_free(kraw);
+}
+
+/* ---- record parsing, on sessions keyed directly (every cipher suite) ----------------------- */
+
+static const uint16_t suites[] = { 0x1301, 0x1302, 0x1303 };
+
+/* A client/server pair of the suite, keyed from fixed secrets. */
+static void keyed_pair(uint16_t suite, rp_tls **c, rp_tls **s)
+{
+    uint8_t cs[48], ss[48];
+    for (int i = 0; i < 48; i++) cs[i] = (uint8_t)i, ss[i] = (uint8_t)(200 - i);
+    cr_assert_eq(rp_tls_test_new_keyed(suite, true, cs, ss, c), 0);
+    cr_assert_eq(rp_tls_test_new_keyed(suite, false, cs, ss, s), 0);
+}
+
+/* Opens one whole record from buf[0..len): the result, *plain the view. */
+static int open_one(rp_tls *s, uint8_t *buf, size_t len, rp_iov *plain, ringp2p_errinfo *ei)
+{
+    uint8_t *p = buf;
+    int r = rp_tls_open(s, &p, buf + len, plain, ei);
+    if (r == 1) cr_assert_eq(p, buf + len, "the record was not consumed whole");
+    if (r != 1) cr_assert_eq(p, buf, "*src moved on %d", r);
+    return r;
+}
+
+Test(tls, keyed_suites_round_trip)
+{
+    static uint8_t data[3 * 16384 + 5], wire[4 * 16384 + 4096];
+    for (size_t i = 0; i < sizeof data; i++) data[i] = (uint8_t)(i ^ (i >> 7));
+    for (size_t k = 0; k < 3; k++) {
+        rp_tls *c, *s;
+        keyed_pair(suites[k], &c, &s);
+        rp_iov in[2] = { rp_iov_make(data, 100), rp_iov_make(data + 100, sizeof data - 100) };
+        ssize_t w = rp_tls_seal(c, in, 2, wire, sizeof wire, NULL);
+        cr_assert_eq(w, (ssize_t)(sizeof data + 4 * RP_TLS_RECORD_OVERHEAD));
+        uint8_t *p = wire, *end = wire + w;
+        size_t off = 0;
+        rp_iov v;
+        ringp2p_errinfo ei;
+        /* whole records only: a partial one is left alone */
+        cr_assert_eq(rp_tls_open(s, &p, wire + 4, &v, &ei), 0);
+        cr_assert_eq(rp_tls_open(s, &p, wire + 1000, &v, &ei), 0);
+        while (p < end) {
+            cr_assert_eq(rp_tls_open(s, &p, end, &v, &ei), 1, "%s", ei.msg);
+            cr_assert_arr_eq(v.base, data + off, v.len);
+            off += v.len;
+        }
+        cr_assert_eq(off, sizeof data);
+        /* the same bytes again: replayed, so not authentic */
+        w = rp_tls_seal(c, in, 1, wire, sizeof wire, NULL);
+        uint8_t copy[200];
+        memcpy(copy, wire, (size_t)w);
+        cr_assert_eq(open_one(s, wire, (size_t)w, &v, &ei), 1);
+        cr_assert_eq(open_one(s, copy, (size_t)w, &v, &ei), RINGP2P_EAUTH);
+        cr_assert_not_null(strstr(ei.msg, "did not authenticate"), "%s", ei.msg);
+        rp_tls_free(c);
+        rp_tls_free(s);
+    }
+}
+
+/*
+ * Inner records the peer may send or forge: each row is what arrives after a
+ * good data record, and what open must say.
+ */
+Test(tls, record_parsing_rules)
+{
+    enum { OK = 1 };
+    static const uint8_t nst[] = { 4, 0, 0, 6, 1, 2, 3, 4, 5, 6 };
+    static const uint8_t ku_trailing[] = { 24, 0, 0, 1, 0, 23 };
+    static const uint8_t ku_long[] = { 24, 0, 0, 2, 0, 0 };
+    static const uint8_t ku_bad[] = { 24, 0, 0, 1, 7 };
+    static const uint8_t cert_req[] = { 13, 0, 0, 0 };
+    static const uint8_t cancel[] = { 1, 90 }, fatal[] = { 2, 40 }, close_[] = { 1, 0 };
+    static const uint8_t three[] = { 2, 40, 0 };
+    static uint8_t big[16385];
+    struct {
+        const char *name;
+        uint8_t type;
+        const uint8_t *p;
+        size_t len, pad;
+        int want;
+        const char *msg;
+    } rows[] = {
+        { "padded data", 23, (const uint8_t *)"abc", 3, 200, OK, NULL },
+        { "empty data", 23, NULL, 0, 0, OK, NULL },
+        { "ticket, skipped", 22, nst, sizeof nst, 0, OK, NULL },
+        { "user_canceled, ignored", 21, cancel, 2, 0, OK, NULL },
+        { "close_notify", 21, close_, 2, 0, RINGP2P_ECLOSED, "close_notify" },
+        { "fatal alert", 21, fatal, 2, 0, RINGP2P_EPROTOCOL, "handshake_failure" },
+        { "alert of 3 bytes", 21, three, 3, 0, RINGP2P_EPROTOCOL, "alert record of 3" },
+        { "empty handshake record", 22, NULL, 0, 0, RINGP2P_EPROTOCOL, NULL },
+        { "KeyUpdate with data behind", 22, ku_trailing, sizeof ku_trailing, 0, RINGP2P_EPROTOCOL,
+          "after KeyUpdate" },
+        { "KeyUpdate of 2 bytes", 22, ku_long, sizeof ku_long, 0, RINGP2P_EPROTOCOL,
+          "KeyUpdate of 2" },
+        { "KeyUpdate request 7", 22, ku_bad, sizeof ku_bad, 0, RINGP2P_EPROTOCOL,
+          "request_update 7" },
+        { "post-handshake CertificateRequest", 22, cert_req, sizeof cert_req, 0, RINGP2P_EPROTOCOL,
+          "message type 13" },
+        { "change_cipher_spec inside", 20, (const uint8_t *)"\x01", 1, 0, RINGP2P_EPROTOCOL,
+          "content type 20" },
+        { "2^14+1 bytes of data", 23, big, sizeof big, 0, RINGP2P_EPROTOCOL, "16385 plaintext" },
+    };
+    static uint8_t wire[20000];
+    for (size_t k = 0; k < 3; k++) {
+        for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+            rp_tls *c, *s;
+            keyed_pair(suites[k], &c, &s);
+            rp_iov v, one = rp_iov_make("hi", 2);
+            ringp2p_errinfo ei = { 0, "" };
+            ssize_t w = rp_tls_seal(c, &one, 1, wire, sizeof wire, NULL);
+            cr_assert_eq(open_one(s, wire, (size_t)w, &v, &ei), 1);
+            w = rp_tls_test_seal_inner(c, rows[i].type, rows[i].p, rows[i].len, rows[i].pad, wire,
+                                       sizeof wire);
+            cr_assert_gt(w, 0);
+            int r = open_one(s, wire, (size_t)w, &v, &ei);
+            cr_assert_eq(r, rows[i].want, "%s: %d %s", rows[i].name, r, ei.msg);
+            if (r == OK && rows[i].type == 23) {
+                cr_assert_eq(v.len, rows[i].len, "%s", rows[i].name);
+                if (v.len > 0) cr_assert_arr_eq(v.base, rows[i].p, v.len);
+            } else if (r == OK) {
+                cr_assert_eq(v.len, 0, "%s: control records deliver nothing", rows[i].name);
+            }
+            if (rows[i].msg != NULL)
+                cr_assert_not_null(strstr(ei.msg, rows[i].msg), "%s: %s", rows[i].name, ei.msg);
+            if (r < 0 && r != RINGP2P_ECLOSED && strcmp(rows[i].name, "fatal alert") != 0)
+                cr_assert_gt(rp_tls_pending_output(s), 0, "%s: no alert queued", rows[i].name);
+            /* still talking after what was fine */
+            if (r == OK) {
+                w = rp_tls_seal(c, &one, 1, wire, sizeof wire, NULL);
+                cr_assert_eq(open_one(s, wire, (size_t)w, &v, &ei), 1, "%s: after: %s",
+                             rows[i].name, ei.msg);
+                cr_assert_eq(v.len, 2);
+            }
+            rp_tls_free(c);
+            rp_tls_free(s);
+        }
+    }
+}
+
+/* Headers judged before decryption: oversized, wrong outer type, too short for a tag. */
+Test(tls, record_headers)
+{
+    rp_tls *c, *s;
+    struct {
+        uint8_t rec[22];
+        size_t len;
+        int want;
+        const char *msg;
+    } rows[] = {
+        { { 23, 3, 3, 0x41, 0x01 }, 5, RINGP2P_EPROTOCOL, "16641 bytes" },
+        { { 21, 3, 3, 0, 2, 2, 40 }, 7, RINGP2P_EPROTOCOL, "unprotected alert handshake_failure" },
+        { { 22, 3, 3, 0, 1, 0 }, 6, RINGP2P_EPROTOCOL, "outer type 22" },
+        { { 23, 3, 3, 0, 16 }, 21, RINGP2P_EAUTH, "did not authenticate" },
+        { { 23, 3, 3, 0, 17 }, 21, 0, NULL }, /* 17 bytes announced, 16 there */
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        keyed_pair(0x1301, &c, &s);
+        rp_iov v;
+        ringp2p_errinfo ei = { 0, "" };
+        int r = open_one(s, rows[i].rec, rows[i].len, &v, &ei);
+        cr_assert_eq(r, rows[i].want, "row %zu: %d %s", i, r, ei.msg);
+        if (rows[i].msg != NULL)
+            cr_assert_not_null(strstr(ei.msg, rows[i].msg), "row %zu: %s", i, ei.msg);
+        /* dead for good: the same code again */
+        if (r < 0) cr_assert_eq(open_one(s, rows[i].rec, rows[i].len, &v, NULL), r);
+        rp_tls_free(c);
+        rp_tls_free(s);
+    }
 }
