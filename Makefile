@@ -4,7 +4,7 @@
 #   make run        the main job (see README.md)
 #   make test       unit tests under ASan+UBSan, js-libp2p cross-checks, short fuzz runs
 #   make fuzz       long fuzz runs (FUZZ_SECONDS=N per target)
-#   make bench      benchmarks
+#   make bench      benchmarks (BENCH_ARGS for tcp_throughput and bench_rings, PERF_MODES_ARGS)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make format     apply .clang-format
 
@@ -216,9 +216,15 @@ install-check: lib tool
 fuzz: $(FUZZ_BINS)
 	$(Q)bash tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
+# perf_modes (security modes vs iperf3 and js-libp2p, handshakes, streams) takes its own
+# arguments, e.g. make bench PERF_MODES_ARGS="--rounds 3 --size 256M"; its JSON goes next to it.
+PERF_MODES := $(BUILD)/bench/perf_modes
+
 bench:
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)for b in $(BENCH_BINS); do echo "== $$b"; $$b $(BENCH_ARGS) || exit 1; done
+	$(Q)for b in $(filter-out $(PERF_MODES),$(BENCH_BINS)); do echo "== $$b"; $$b $(BENCH_ARGS) || exit 1; done
+	@echo "== $(PERF_MODES)"
+	$(Q)$(PERF_MODES) --json $(PERF_MODES).json $(PERF_MODES_ARGS)
 
 # ---- install ----------------------------------------------------------------------------------
 install: lib tool

@@ -14,6 +14,7 @@
 
 #include <sched.h>
 #include <stddef.h>
+#include <sys/resource.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -23,7 +24,7 @@
 
 /* Upper bounds that keep every harness array fixed-size. */
 #define RP_BENCH_ROUNDS_MAX 101
-#define RP_BENCH_JSON_MAX   16384
+#define RP_BENCH_JSON_MAX   (1 << 18)
 #define RP_BENCH_DEPTH_MAX  8
 
 /* Period of the same-CPU samples. */
@@ -148,7 +149,8 @@ double rp_bench_paired_ratio(const rp_bench_case *a, const rp_bench_case *b, int
  */
 typedef struct rp_bench_iperf3 {
     const char *exe;              /* executable, looked up in PATH; NULL means "iperf3" */
-    unsigned seconds;             /* -t */
+    unsigned seconds;             /* -t (ignored when bytes is set) */
+    unsigned long long bytes;     /* -n when not 0: a fixed amount instead of a duration */
     unsigned streams;             /* -P when > 1 */
     const char *len;              /* -l, e.g. "256K"; NULL means "256K" */
     const cpu_set_t *client_cpus; /* the sender; NULL: inherit ours */
@@ -177,6 +179,55 @@ void rp_bench_iperf3_command(const rp_bench_iperf3 *cfg, char *dst, size_t cap);
 
 /* 0 if `iperf3 --version` runs and exits 0, else RINGP2P_ENOENT with the reason in `ei`. */
 int rp_bench_iperf3_check(const rp_bench_iperf3 *cfg, ringp2p_errinfo *ei);
+
+/* ---- child processes --------------------------------------------------------------------- */
+
+/*
+ * Starts `av` (looked up in PATH) with stdin, stdout and stderr on the given
+ * fds (/dev/null for those < 0), confined to `cpus` when not NULL: the child
+ * inherits the spawning thread's affinity, so ours is set around the spawn
+ * and restored. Returns 0 or an errno value.
+ */
+int rp_bench_spawn(const char *const av[], int in_fd, int out_fd, int err_fd, const cpu_set_t *cpus,
+                   pid_t *pid);
+
+/* Waits for `pid` until `deadline` (rp_bench_now() time), then kills it. 0 if it exited by
+ * itself, -1 otherwise; *status and *ru as wait4 fills them. */
+int rp_bench_reap(pid_t pid, double deadline, int *status, struct rusage *ru);
+
+/* User + system seconds of a rusage. */
+double rp_bench_rusage_cpu(const struct rusage *ru);
+
+/*
+ * CPU-seconds a live process has used so far, every thread that is alive
+ * counted: the sum of /proc/<pid>/task/<tid>/schedstat run times (ns), or
+ * utime + stime of /proc/<pid>/stat (clock ticks) where schedstat is missing.
+ * Threads that exited are not counted, so take the difference of two readings
+ * of a process whose threads live across both. NAN if the process is gone.
+ */
+double rp_bench_proc_cpu(pid_t pid);
+
+/* Open file descriptors of a process (entries of /proc/<pid>/fd), or -1. */
+long rp_bench_proc_fds(pid_t pid);
+
+/* A CPU set holding only `cpu`. */
+void rp_bench_cpus_one(cpu_set_t *set, int cpu);
+
+/* A child's output read line by line (lines longer than the buffer are cut). */
+typedef struct rp_bench_lines {
+    int fd;
+    int eof;
+    size_t len;
+    char buf[8192];
+} rp_bench_lines;
+
+void rp_bench_lines_init(rp_bench_lines *l, int fd);
+
+/* The next line into dst (NUL-terminated, cut to cap): 1, 0 at end of input, -1 at `deadline`. */
+int rp_bench_lines_next(rp_bench_lines *l, char *dst, size_t cap, double deadline);
+
+/* Reads and drops whatever is ready now, without waiting. */
+void rp_bench_lines_drain(rp_bench_lines *l);
 
 /* ---- environment ------------------------------------------------------------------------- */
 

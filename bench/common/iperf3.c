@@ -14,7 +14,6 @@
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -28,7 +27,6 @@
 #define IPERF3_PORT_TRIES     3
 /* The client's JSON grows with -P and -t (one entry per stream per second). */
 #define IPERF3_JSON_MAX ((size_t)64 << 20)
-#define POLL_SLICE_MS   10
 
 static const char *exe_of(const rp_bench_iperf3 *cfg)
 {
@@ -40,13 +38,16 @@ static const char *len_of(const rp_bench_iperf3 *cfg)
     return cfg->len != NULL ? cfg->len : "256K";
 }
 
-/* argv of the client; strings point into `num` (caller storage, 3 x 16 bytes). */
-static void client_argv(const rp_bench_iperf3 *cfg, int port, char num[3][16], const char *av[16])
+/* argv of the client; strings point into `num` (caller storage, 3 x 24 bytes). */
+static void client_argv(const rp_bench_iperf3 *cfg, int port, char num[3][24], const char *av[16])
 {
     size_t n = 0;
-    snprintf(num[0], 16, "%d", port);
-    snprintf(num[1], 16, "%u", cfg->seconds);
-    snprintf(num[2], 16, "%u", cfg->streams);
+    snprintf(num[0], 24, "%d", port);
+    if (cfg->bytes != 0)
+        snprintf(num[1], 24, "%llu", cfg->bytes);
+    else
+        snprintf(num[1], 24, "%u", cfg->seconds);
+    snprintf(num[2], 24, "%u", cfg->streams);
     av[n++] = exe_of(cfg);
     av[n++] = "-c";
     av[n++] = "127.0.0.1";
@@ -55,7 +56,7 @@ static void client_argv(const rp_bench_iperf3 *cfg, int port, char num[3][16], c
     av[n++] = "-N";
     av[n++] = "-l";
     av[n++] = len_of(cfg);
-    av[n++] = "-t";
+    av[n++] = cfg->bytes != 0 ? "-n" : "-t";
     av[n++] = num[1];
     if (cfg->streams > 1) {
         av[n++] = "-P";
@@ -83,59 +84,22 @@ static void taskset_prefix(const cpu_set_t *cpus, char *dst, size_t cap)
 void rp_bench_iperf3_command(const rp_bench_iperf3 *cfg, char *dst, size_t cap)
 {
     const char *e = exe_of(cfg);
-    char p[16] = "", tc[128], ts[128];
+    char p[16] = "", tc[128], ts[128], amount[40];
     if (cfg->streams > 1) snprintf(p, sizeof(p), " -P %u", cfg->streams);
+    if (cfg->bytes != 0)
+        snprintf(amount, sizeof(amount), "-n %llu", cfg->bytes);
+    else
+        snprintf(amount, sizeof(amount), "-t %u", cfg->seconds);
     taskset_prefix(cfg->client_cpus, tc, sizeof(tc));
     taskset_prefix(cfg->server_cpus, ts, sizeof(ts));
-    snprintf(dst, cap, "%s%s -s -1 -p PORT & %s%s -c 127.0.0.1 -p PORT -N -l %s -t %u%s -J", ts, e,
-             tc, e, len_of(cfg), cfg->seconds, p);
+    snprintf(dst, cap, "%s%s -s -1 -p PORT & %s%s -c 127.0.0.1 -p PORT -N -l %s %s%s -J", ts, e, tc,
+             e, len_of(cfg), amount, p);
 }
 
-/*
- * Starts `av` with stdin and stderr on /dev/null, stdout on `out_fd` (or
- * /dev/null if < 0), confined to `cpus` when not NULL: the child inherits the
- * spawning thread's affinity, so ours is set around the spawn and restored.
- */
+/* Starts `av` with stdin and stderr on /dev/null, stdout on `out_fd` (or /dev/null if < 0). */
 static int spawn(const char *const av[], int out_fd, const cpu_set_t *cpus, pid_t *pid)
 {
-    cpu_set_t saved;
-    if (cpus != NULL) {
-        if (sched_getaffinity(0, sizeof(saved), &saved) != 0) return errno;
-        if (sched_setaffinity(0, sizeof(*cpus), cpus) != 0) return errno;
-    }
-    posix_spawn_file_actions_t fa;
-    if (posix_spawn_file_actions_init(&fa) != 0) {
-        if (cpus != NULL) sched_setaffinity(0, sizeof(saved), &saved);
-        return ENOMEM;
-    }
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    if (out_fd >= 0)
-        posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
-    else
-        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    /* posix_spawn takes char *const[] for historical reasons; it does not write to them. */
-    int rc = posix_spawnp(pid, av[0], &fa, NULL, (char *const *)(uintptr_t)av, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (cpus != NULL) sched_setaffinity(0, sizeof(saved), &saved);
-    return rc;
-}
-
-/* Waits for `pid` until `deadline`, then kills it. 0 if it exited by itself, -1 otherwise. */
-static int reap(pid_t pid, double deadline, int *status, struct rusage *ru)
-{
-    for (;;) {
-        pid_t r = wait4(pid, status, WNOHANG, ru);
-        if (r == pid) return 0;
-        if (r < 0 && errno != EINTR) return -1;
-        if (rp_bench_now() > deadline) {
-            kill(pid, SIGKILL);
-            while (wait4(pid, status, 0, ru) < 0 && errno == EINTR) {
-            }
-            return -1;
-        }
-        poll(NULL, 0, POLL_SLICE_MS);
-    }
+    return rp_bench_spawn(av, -1, out_fd, -1, cpus, pid);
 }
 
 /* Whether /proc/net/tcp or tcp6 shows a socket listening on `port`. */
@@ -258,12 +222,6 @@ static int parse_client_json(const char *js, rp_bench_sample *out, ringp2p_errin
     return 0;
 }
 
-static double ru_cpu(const struct rusage *ru)
-{
-    return (double)ru->ru_utime.tv_sec + (double)ru->ru_utime.tv_usec * 1e-6 +
-           (double)ru->ru_stime.tv_sec + (double)ru->ru_stime.tv_usec * 1e-6;
-}
-
 int rp_bench_iperf3_run(const rp_bench_iperf3 *cfg, rp_bench_sample *out, ringp2p_errinfo *ei)
 {
     *out = rp_bench_sample_none();
@@ -286,7 +244,7 @@ int rp_bench_iperf3_run(const rp_bench_iperf3 *cfg, rp_bench_sample *out, ringp2
         waitpid(server, NULL, 0);
         return rp_err(ei, RINGP2P_EIO, "pipe: %s", strerror(errno));
     }
-    char num[3][16];
+    char num[3][24];
     const char *av[16];
     client_argv(cfg, port, num, av);
     pid_t client;
@@ -299,14 +257,16 @@ int rp_bench_iperf3_run(const rp_bench_iperf3 *cfg, rp_bench_sample *out, ringp2
         return rp_err(ei, RINGP2P_EIO, "cannot run %s: %s", exe_of(cfg), strerror(rc));
     }
 
-    double deadline = rp_bench_now() + cfg->seconds + RP_BENCH_GRACE_SECONDS;
+    /* With -n, allow for a slow machine: 100 MB/s at least. */
+    double planned = cfg->bytes != 0 ? (double)cfg->bytes / 1e8 : (double)cfg->seconds;
+    double deadline = rp_bench_now() + planned + RP_BENCH_GRACE_SECONDS;
     rp_bench_colo colo = { 0, 0 };
     char *js = slurp(pfd[0], deadline, client, server, &colo);
     close(pfd[0]);
     struct rusage cru, sru;
     int cst = 0, sst = 0;
     int ret;
-    if (reap(client, deadline, &cst, &cru) != 0)
+    if (rp_bench_reap(client, deadline, &cst, &cru) != 0)
         ret = rp_err(ei, RINGP2P_EIO, "iperf3 client overran its time and was killed");
     else if (js == NULL)
         ret = rp_err(ei, RINGP2P_ENOMEM, "no memory for iperf3's output");
@@ -314,7 +274,7 @@ int rp_bench_iperf3_run(const rp_bench_iperf3 *cfg, rp_bench_sample *out, ringp2
         ret = parse_client_json(js, out, ei);
     free(js);
     /* The server leaves after its one test; after a failed client it might never. */
-    if (reap(server, ret == 0 ? deadline : 0, &sst, &sru) != 0 && ret == 0)
+    if (rp_bench_reap(server, ret == 0 ? deadline : 0, &sst, &sru) != 0 && ret == 0)
         ret = rp_err(ei, RINGP2P_EIO, "iperf3 server overran its time and was killed");
     if (ret == 0 && (!WIFEXITED(sst) || WEXITSTATUS(sst) != 0))
         ret = rp_err(ei, RINGP2P_EIO, "iperf3 server exited with status %d", sst);
@@ -322,8 +282,8 @@ int rp_bench_iperf3_run(const rp_bench_iperf3 *cfg, rp_bench_sample *out, ringp2
         *out = rp_bench_sample_none();
         return ret;
     }
-    out->cpu_send = ru_cpu(&cru);
-    out->cpu_recv = ru_cpu(&sru);
+    out->cpu_send = rp_bench_rusage_cpu(&cru);
+    out->cpu_recv = rp_bench_rusage_cpu(&sru);
     out->cpu = out->cpu_send + out->cpu_recv;
     out->same_cpu = rp_bench_colo_share(&colo);
     return 0;
@@ -342,8 +302,8 @@ int rp_bench_iperf3_check(const rp_bench_iperf3 *cfg, ringp2p_errinfo *ei)
     if (rc != 0) return rp_err(ei, RINGP2P_ENOENT, "cannot run %s: %s", exe_of(cfg), strerror(rc));
     int st;
     struct rusage ru;
-    if (reap(pid, rp_bench_now() + RP_BENCH_GRACE_SECONDS, &st, &ru) != 0 || !WIFEXITED(st) ||
-        WEXITSTATUS(st) != 0)
+    if (rp_bench_reap(pid, rp_bench_now() + RP_BENCH_GRACE_SECONDS, &st, &ru) != 0 ||
+        !WIFEXITED(st) || WEXITSTATUS(st) != 0)
         return rp_err(ei, RINGP2P_ENOENT, "%s --version failed", exe_of(cfg));
     return 0;
 }
