@@ -54,6 +54,14 @@ struct rp_mplex {
     size_t hlen;
     uint32_t remaining;
     rp_mplex_stream *target; /* payload goes to it as data events; NULL: skipped */
+    /*
+     * The stream whose message (header consumed, `remaining` bytes of payload
+     * to come, target NULL) waits for room; NULL when not blocked. Reset and
+     * release clear it, so it never dangles.
+     */
+    rp_mplex_stream *blocked;
+    uint64_t blocked_since;      /* the wait began, or the stream last made progress */
+    uint64_t blocked_unconsumed; /* the stream's unconsumed bytes at blocked_since */
     /* Events; one slot beyond RP_MPLEX_EVENT_QUEUE is kept for SESSION_ERROR. */
     rp_mplex_event ev[RP_MPLEX_EVENT_QUEUE + 1];
     size_t ev_head, ev_n;
@@ -114,6 +122,7 @@ void rp_mplex_config_default(rp_mplex_config *cfg)
     cfg->max_outbound_streams = RP_MPLEX_MAX_OUTBOUND_STREAMS_DEFAULT;
     cfg->max_frame = RP_MPLEX_MAX_FRAME_DEFAULT;
     cfg->max_queued = RP_MPLEX_MAX_QUEUED_DEFAULT;
+    cfg->block_timeout_ns = RP_MPLEX_BLOCK_TIMEOUT_NS_DEFAULT;
 }
 
 int rp_mplex_new(const rp_mplex_config *cfg, rp_mplex **out)
@@ -332,6 +341,7 @@ static int die(rp_mplex *s, int code)
     s->active.head = s->active.tail = NULL;
     s->writable.head = s->writable.tail = NULL;
     s->ctrl_n = 0;
+    s->blocked = NULL;
     for (rp_mplex_stream *st = s->all, *n; st != NULL; st = n) {
         n = st->all_next;
         map_remove(s, st);
@@ -353,6 +363,7 @@ static void local_reset(rp_mplex_stream *st)
     st->reset = true;
     st->seg_n = 0;
     st->queued = 0;
+    if (s->blocked == st) s->blocked = NULL; /* its message is skipped */
     if (st->need_open) {
         st->need_open = false; /* the peer never heard of it: nothing to send */
     } else {
@@ -362,7 +373,7 @@ static void local_reset(rp_mplex_stream *st)
     map_remove(s, st);
 }
 
-static int start_frame(rp_mplex *s, const rp_mplex_hdr *h)
+static int start_frame(rp_mplex *s, const rp_mplex_hdr *h, uint64_t now)
 {
     /* Even flags come from a stream's initiator: the peer's streams. Odd ones name ours. */
     bool local = (h->flag & 1) != 0;
@@ -400,8 +411,14 @@ static int start_frame(rp_mplex *s, const rp_mplex_hdr *h)
         }
         if (st->released || h->length == 0) break;
         if (st->unconsumed + h->length > s->cfg.max_stream_buffer) {
-            local_reset(st);
-            push_ev(s, RP_MPLEX_EV_STREAM_RESET, st, RINGP2P_ELIMIT, NULL, 0);
+            if (s->cfg.block_timeout_ns == 0) {
+                local_reset(st);
+                push_ev(s, RP_MPLEX_EV_STREAM_RESET, st, RINGP2P_ELIMIT, NULL, 0);
+                break;
+            }
+            s->blocked = st; /* the payload waits; receive reports it */
+            s->blocked_since = now;
+            s->blocked_unconsumed = st->unconsumed;
             break;
         }
         s->target = st;
@@ -429,7 +446,35 @@ static int start_frame(rp_mplex *s, const rp_mplex_hdr *h)
     return 0;
 }
 
-int rp_mplex_receive(rp_mplex *s, const uint8_t **src, const uint8_t *end, ringp2p_errinfo *ei)
+/*
+ * True while the blocked message still waits: ends it when its stream has
+ * room (the payload then goes to the stream) or when the stream made no
+ * progress for cfg.block_timeout_ns (the stream is reset, the payload
+ * skipped). Reset and release end it themselves.
+ */
+static bool still_blocked(rp_mplex *s, uint64_t now)
+{
+    rp_mplex_stream *st = s->blocked;
+    if (st == NULL) return false;
+    if (st->unconsumed + s->remaining <= s->cfg.max_stream_buffer) {
+        s->blocked = NULL;
+        s->target = st;
+        return false;
+    }
+    if (st->unconsumed < s->blocked_unconsumed) {
+        /* the reader consumed since the last look: a slow reader, not a stuck one */
+        s->blocked_since = now;
+        s->blocked_unconsumed = st->unconsumed;
+    }
+    if (now < s->blocked_since || now - s->blocked_since < s->cfg.block_timeout_ns) return true;
+    if (ev_free(s) == 0) return true; /* the caller drains events and comes back */
+    local_reset(st);
+    push_ev(s, RP_MPLEX_EV_STREAM_RESET, st, RINGP2P_ELIMIT, NULL, 0);
+    return false;
+}
+
+int rp_mplex_receive(rp_mplex *s, const uint8_t **src, const uint8_t *end, uint64_t now_ns,
+                     ringp2p_errinfo *ei)
 {
     if (s->error != 0) {
         if (ei != NULL) *ei = s->error_info;
@@ -437,6 +482,7 @@ int rp_mplex_receive(rp_mplex *s, const uint8_t **src, const uint8_t *end, ringp
     }
     const uint8_t *p = *src;
     int r = 0;
+    if (still_blocked(s, now_ns)) return RINGP2P_EAGAIN;
     while (p < end && r == 0) {
         if (s->remaining > 0) {
             size_t n = (size_t)(end - p) < s->remaining ? (size_t)(end - p) : s->remaining;
@@ -487,7 +533,8 @@ int rp_mplex_receive(rp_mplex *s, const uint8_t **src, const uint8_t *end, ringp
             r = die(s, d);
             break;
         }
-        r = start_frame(s, &h);
+        r = start_frame(s, &h, now_ns);
+        if (r == 0 && still_blocked(s, now_ns)) r = RINGP2P_EAGAIN;
     }
     *src = p;
     if (r < 0 && r != RINGP2P_EAGAIN && ei != NULL) *ei = s->error_info;
@@ -615,6 +662,19 @@ done:
     return (ssize_t)total;
 }
 
+rp_mplex_stream *rp_mplex_blocked(const rp_mplex *s, uint64_t *since_ns)
+{
+    if (s->blocked != NULL && since_ns != NULL) *since_ns = s->blocked_since;
+    return s->blocked;
+}
+
+uint64_t rp_mplex_next_timeout(const rp_mplex *s)
+{
+    if (s->blocked == NULL) return UINT64_MAX;
+    uint64_t t = s->blocked_since + s->cfg.block_timeout_ns;
+    return t < s->blocked_since ? UINT64_MAX - 1 : t;
+}
+
 bool rp_mplex_want_send(const rp_mplex *s)
 {
     return s->error == 0 && (s->ctrl_n > 0 || s->urgent.head != NULL || s->active.head != NULL);
@@ -732,7 +792,8 @@ void rp_mplex_stream_release(rp_mplex_stream *st)
         rp_mplex_event *e = &s->ev[(s->ev_head + i) % (RP_MPLEX_EVENT_QUEUE + 1)];
         if (e->stream == st) e->type = 0;
     }
-    if (s->target == st) s->target = NULL; /* the rest of its message is discarded */
+    if (s->target == st) s->target = NULL;   /* the rest of its message is discarded */
+    if (s->blocked == st) s->blocked = NULL; /* so is a message waiting for room */
     if (s->error == 0 && !st->reset && !st->write_closed) rp_mplex_stream_close(st);
     st->unconsumed = 0;
     maybe_done(st);

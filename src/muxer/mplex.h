@@ -9,11 +9,16 @@
  *   rp_mplex_new(&cfg, &s)
  *   on bytes from the peer:
  *       while (p < end) {
- *           r = rp_mplex_receive(s, &p, end, &ei);
+ *           r = rp_mplex_receive(s, &p, end, now, &ei);
  *           drain events: while (rp_mplex_next_event(s, &ev)) ...
  *           r < 0 and r != RINGP2P_EAGAIN: the session is dead, close the connection
- *           r == RINGP2P_EAGAIN: the event or control queue is full; drain events,
- *                                send output, then loop
+ *           r == RINGP2P_EAGAIN and rp_mplex_blocked(s, NULL): a stream's buffer is
+ *                                full; keep [p, end), stop reading the connection and
+ *                                call receive again (with what was kept, possibly
+ *                                nothing) once that stream consumed, was reset or
+ *                                released, or at rp_mplex_next_timeout(s)
+ *           r == RINGP2P_EAGAIN otherwise: the event or control queue is full; drain
+ *                                events, send output, then loop
  *       }
  *   when rp_mplex_want_send(s): rp_mplex_send(s, &out) into caller buffers,
  *       send the iovs; repeat until it returns 0
@@ -33,11 +38,26 @@
  * No flow control (the spec's "Implementation notes"): a slow reader cannot
  * slow the writer, so what a session buffers is bounded here instead:
  * - per stream, bytes delivered and not yet reported consumed
- *   (rp_mplex_stream_consumed) may not exceed cfg.max_stream_buffer; a
- *   message that would pass it resets the stream (Reset to the peer,
- *   RP_MPLEX_EV_STREAM_RESET with err RINGP2P_ELIMIT to us). The spec offers
- *   blocking the connection or resetting the stream; blocking lets one slow
- *   stream stall all the others, so we reset, as js-libp2p does at 4 MiB;
+ *   (rp_mplex_stream_consumed) never exceed cfg.max_stream_buffer. A message
+ *   that would pass it blocks the session, as in go-mplex (whose reader waits
+ *   up to ReceiveTimeout, 5 s, for room in the stream's queue): receive stops
+ *   after that message's header and returns RINGP2P_EAGAIN, rp_mplex_blocked
+ *   names the stream, and the caller stops reading the connection, so TCP's
+ *   own backpressure reaches the writer. The wait ends when the stream has
+ *   room for the message (after consumed), when the stream is reset or
+ *   released (the message is then skipped), or when the stream has made no
+ *   progress for cfg.block_timeout_ns: it is then reset (Reset to the peer,
+ *   RP_MPLEX_EV_STREAM_RESET with RINGP2P_ELIMIT) and reading goes on. A
+ *   receive call that finds the stream's unconsumed bytes lower than at the
+ *   previous call restarts the wait, as go restarts its timer for every chunk
+ *   it delivers, so a slow but steady reader is never reset. The cost:
+ *   messages for every other stream behind the blocked one wait too
+ *   (head-of-line blocking), so a stream whose reader stalls delays its whole
+ *   connection by up to block_timeout_ns. block_timeout_ns = 0 resets at once
+ *   instead, as js-libp2p does (maxReadBufferLength, 4 MiB); we block because
+ *   without flow control resetting at once loses any stream whose peer writes
+ *   faster than the application reads (an echo that pauses reading while its
+ *   replies queue up, a client whose output is slow);
  * - concurrent inbound streams are capped at cfg.max_inbound_streams; a
  *   NewStream beyond it is answered with Reset and not reported (a flood is
  *   refused, not obeyed); the refusals owed to the peer are bounded by
@@ -96,6 +116,11 @@ enum {
  * bandwidth-delay product on one stream.
  */
 #define RP_MPLEX_MAX_STREAM_BUFFER_DEFAULT (4u * 1024 * 1024)
+/*
+ * How long a blocked receive waits for a full stream to make progress before
+ * resetting it (see above): go-mplex's ReceiveTimeout.
+ */
+#define RP_MPLEX_BLOCK_TIMEOUT_NS_DEFAULT (UINT64_C(5) * 1000 * 1000 * 1000)
 /* Concurrent streams the peer may open (js maxInboundStreams; go has no bound). */
 #define RP_MPLEX_MAX_INBOUND_STREAMS_DEFAULT 1024u
 /* Concurrent streams we open (js maxOutboundStreams). */
@@ -141,6 +166,7 @@ typedef struct rp_mplex_config {
     uint32_t max_outbound_streams; /* >= 1 */
     uint32_t max_frame;            /* 1 .. RP_MPLEX_MAX_MSG */
     uint32_t max_queued;           /* >= 1 */
+    uint64_t block_timeout_ns;     /* 0: reset a full stream at once instead of blocking */
 } rp_mplex_config;
 
 /* Fills cfg with the RP_MPLEX_*_DEFAULT values. */
@@ -166,8 +192,9 @@ typedef enum rp_mplex_event_type {
     RP_MPLEX_EV_STREAM_FIN,
     /*
      * `stream` is reset: `err` is RINGP2P_ESTREAMRESET when the peer reset it,
-     * RINGP2P_ELIMIT when we did because its buffer limit was hit. Writes
-     * fail from now on; queued data is dropped (its buffers are free).
+     * RINGP2P_ELIMIT when we did because its buffer stayed full for
+     * cfg.block_timeout_ns (at once when that is 0). Writes fail from now on;
+     * queued data is dropped (its buffers are free).
      */
     RP_MPLEX_EV_STREAM_RESET,
     /* rp_mplex_stream_write would now accept bytes it refused before. */
@@ -196,14 +223,34 @@ int rp_mplex_new(const rp_mplex_config *cfg, rp_mplex **out);
 void rp_mplex_free(rp_mplex *s);
 
 /*
- * Consumes peer bytes from *src up to `end` and advances *src. The buffer is
- * the caller's; data events point into it, nothing else of it is kept after
- * return. Returns 0 (all consumed), RINGP2P_EAGAIN (stopped at *src because
- * the event or control queue is full), or, killing the session,
+ * Consumes peer bytes from *src up to `end` and advances *src; `now_ns` is
+ * the caller's monotonic clock (only the block timeout reads it). The buffer
+ * is the caller's; data events point into it, nothing else of it is kept
+ * after return. Returns 0 (all consumed), RINGP2P_EAGAIN (stopped at *src
+ * because a stream's buffer is full, see rp_mplex_blocked, or because the
+ * event or control queue is full), or, killing the session,
  * RINGP2P_EPROTOCOL / RINGP2P_EVARINT (`ei` says what), RINGP2P_ENOMEM. Once
- * dead, every call returns the same error.
+ * dead, every call returns the same error. While blocked every call returns
+ * RINGP2P_EAGAIN, consuming nothing, until the block ends (an empty range is
+ * fine for asking): then it goes on as usual.
  */
-int rp_mplex_receive(rp_mplex *s, const uint8_t **src, const uint8_t *end, ringp2p_errinfo *ei);
+int rp_mplex_receive(rp_mplex *s, const uint8_t **src, const uint8_t *end, uint64_t now_ns,
+                     ringp2p_errinfo *ei);
+
+/*
+ * The stream whose next message waits for room in its buffer, or NULL when
+ * receive is not blocked. *since_ns (may be NULL) gets the time, as given to
+ * receive, the wait began or the stream last made progress. Valid until the
+ * next call into the session.
+ */
+rp_mplex_stream *rp_mplex_blocked(const rp_mplex *s, uint64_t *since_ns);
+
+/*
+ * When a blocked receive gives up and resets the stream (since +
+ * cfg.block_timeout_ns): the caller calls receive at that time at the
+ * latest. UINT64_MAX when not blocked. Progress seen by a later call moves it.
+ */
+uint64_t rp_mplex_next_timeout(const rp_mplex *s);
 
 /*
  * Pops the oldest event into *ev; false when there is none. Events of streams
@@ -285,14 +332,15 @@ int rp_mplex_stream_close(rp_mplex_stream *st);
 /*
  * Resets the stream (Reset to the peer unless it never heard of it); queued
  * data is dropped and its buffers are free now. No event follows. A no-op on
- * a finished stream.
+ * a finished stream. A receive blocked on the stream is no longer: the rest
+ * of the message is skipped.
  */
 int rp_mplex_stream_reset(rp_mplex_stream *st);
 
 /*
  * Reports `n` delivered bytes as used, freeing that much of the stream's
- * buffer allowance. RINGP2P_EINVAL if n exceeds the bytes delivered and not
- * yet consumed.
+ * buffer allowance (a receive blocked on the stream sees the room at its next
+ * call). RINGP2P_EINVAL if n exceeds the bytes delivered and not yet consumed.
  */
 int rp_mplex_stream_consumed(rp_mplex_stream *st, size_t n);
 
@@ -300,8 +348,9 @@ int rp_mplex_stream_consumed(rp_mplex_stream *st, size_t n);
  * The caller is done with the handle, which is invalid afterwards. What is
  * still open closes gracefully: our direction gets Close after the queued
  * data (whose buffers must stay valid as for write), the peer's data is
- * discarded until its Close. The session frees the stream once both
- * directions are finished. Reset first to abort instead.
+ * discarded until its Close (a receive blocked on the stream is no longer).
+ * The session frees the stream once both directions are finished. Reset
+ * first to abort instead.
  */
 void rp_mplex_stream_release(rp_mplex_stream *st);
 

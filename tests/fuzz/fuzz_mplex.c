@@ -1,8 +1,11 @@
 /*
  * An mplex session (default or tight limits) driven by a script: peer bytes
  * (raw, or messages built from a few input bytes so the fuzzer gets deep
- * fast) interleaved with application calls (open, accept, write, consume,
- * close, reset, release) and sends into caller buffers of every size.
+ * fast, some large enough to fill a stream's buffer) interleaved with
+ * application calls (open, accept, write, consume, close, reset, release),
+ * a fake clock moving on, and sends into caller buffers of every size.
+ * Bytes receive does not take while blocked on a full stream wait in order
+ * and are given again after every step, as the host does.
  * Invariants checked on every step:
  * - everything the session emits decodes as mplex headers, re-encodes to the
  *   same bytes, and obeys the protocol: messages within the frame size, empty
@@ -11,7 +14,9 @@
  * - the caller's buffers and byte budget are respected;
  * - data events point inside the input just fed and never push a stream past
  *   its buffer limit; SESSION_ERROR is the last event;
- * - the peer's streams reported never exceed the inbound limit.
+ * - the peer's streams reported never exceed the inbound limit;
+ * - a blocked receive names a stream the application still holds, never
+ *   outlives its deadline, and never happens with a block timeout of 0.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -60,6 +65,9 @@ typedef struct fz {
     bool dead;
     out_state o;
     const uint8_t *in_lo, *in_hi;
+    uint64_t now;
+    uint8_t *pend; /* input not taken while blocked, in order */
+    size_t pend_len;
 } fz;
 
 static void on_output(fz *f, const uint8_t *b, size_t n)
@@ -169,25 +177,80 @@ static void drain(fz *f)
     }
 }
 
-static void feed(fz *f, const uint8_t *b, size_t n)
+/* Checks the block state after a receive call; true when blocked on a full stream. */
+static bool check_blocked(fz *f)
 {
-    const uint8_t *p = b, *end = b + n;
-    f->in_lo = b;
+    uint64_t since = 0;
+    rp_mplex_stream *st = rp_mplex_blocked(f->s, &since);
+    if (st == NULL) {
+        CHECK(rp_mplex_next_timeout(f->s) == UINT64_MAX);
+        return false;
+    }
+    CHECK(f->cfg.block_timeout_ns > 0);
+    CHECK(since <= f->now && f->now - since < f->cfg.block_timeout_ns);
+    CHECK(rp_mplex_next_timeout(f->s) == since + f->cfg.block_timeout_ns);
+    bool held = false;
+    for (size_t i = 0; i < f->nh; i++) held = held || f->h[i].st == st;
+    CHECK(held); /* released streams never block */
+    return true;
+}
+
+/* Gives [*p, end) to the session until all is taken, it blocks (true) or dies. */
+static bool give(fz *f, const uint8_t **p, const uint8_t *end)
+{
+    f->in_lo = *p;
     f->in_hi = end;
-    for (int guard = 0; p < end && guard < 10000; guard++) {
-        const uint8_t *before = p;
-        int r = rp_mplex_receive(f->s, &p, end, NULL);
-        CHECK(p >= before && p <= end);
+    for (int guard = 0; guard < 10000; guard++) {
+        const uint8_t *before = *p;
+        int r = rp_mplex_receive(f->s, p, end, f->now, NULL);
+        CHECK(*p >= before && *p <= end);
+        bool blocked = r == RINGP2P_EAGAIN && check_blocked(f);
         drain(f);
+        if (blocked) return true;
         if (r == RINGP2P_EAGAIN) {
             do_send(f, 512, 32, 0);
             continue;
         }
         if (r < 0) {
             CHECK(rp_mplex_error(f->s) == r);
-            return;
+            return false;
         }
-        CHECK(p == end);
+        CHECK(*p == end);
+        CHECK(!check_blocked(f));
+        return false;
+    }
+    return false;
+}
+
+static void pend_add(fz *f, const uint8_t *b, size_t n)
+{
+    if (n == 0) return;
+    uint8_t *np = realloc(f->pend, f->pend_len + n);
+    CHECK(np != NULL);
+    f->pend = np;
+    memcpy(f->pend + f->pend_len, b, n);
+    f->pend_len += n;
+}
+
+static void feed(fz *f, const uint8_t *b, size_t n)
+{
+    const uint8_t *p = b, *end = b + n;
+    if (f->pend_len > 0 || rp_mplex_blocked(f->s, NULL) != NULL || give(f, &p, end))
+        pend_add(f, p, (size_t)(end - p));
+}
+
+/* After any step: ask again (room, a reset or release, the clock) and give what waits. */
+static void resume(fz *f)
+{
+    if (f->dead || (f->pend_len == 0 && rp_mplex_blocked(f->s, NULL) == NULL)) return;
+    static const uint8_t none[1];
+    const uint8_t *p = f->pend_len > 0 ? f->pend : none;
+    const uint8_t *end = f->pend_len > 0 ? f->pend + f->pend_len : none;
+    give(f, &p, end);
+    if (f->pend_len > 0) {
+        size_t used = (size_t)(p - f->pend);
+        memmove(f->pend, p, f->pend_len - used);
+        f->pend_len -= used;
     }
 }
 
@@ -203,6 +266,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         f.cfg.max_outbound_streams = 4;
         f.cfg.max_frame = 1 + (data[0] >> 1) * 37u;
         f.cfg.max_queued = 300;
+        f.cfg.block_timeout_ns = data[0] & 2 ? 0 : 100 * 1000 * 1000;
     }
     CHECK(rp_mplex_new(&f.cfg, &f.s) == 0);
     const uint8_t *p = data + 1, *end = data + size;
@@ -212,7 +276,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t left = (size_t)(end - p);
         uint8_t a = left > 0 ? p[0] : 0, b = left > 1 ? p[1] : 0;
         handle *h = f.nh > 0 ? &f.h[a % f.nh] : NULL;
-        switch (op % 12) {
+        switch (op % 14) {
         case 0: { /* raw peer bytes: a length byte, then that many */
             if (left == 0) break;
             size_t n = a < left - 1 ? a : left - 1;
@@ -224,7 +288,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 2: { /* a built message: flag, small id, short payload */
             rp_mplex_hdr hd = { (uint64_t)(a >> 3) % 8, (uint8_t)(a & 7 ? (a & 7) % 7 : 0),
                                 (uint32_t)(b % 16) };
-            if (op % 12 == 2) hd.length = b % 16 < 8 ? 0 : (uint32_t)(b * 97u);
+            if (op % 14 == 2) hd.length = b % 16 < 8 ? 0 : (uint32_t)(b * 97u);
             ssize_t hl = rp_mplex_hdr_encode(msg, sizeof(msg), &hd);
             CHECK(hl > 0);
             static uint8_t fr[RP_MPLEX_HEADER_MAX + 255 * 97];
@@ -284,12 +348,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             p += left >= 1 ? 1 : 0;
             break;
         case 10: do_send(&f, 1 + a * 2u, 1 + b % 32, b & 1 ? 0 : 1 + a * 40u); break;
+        case 11: /* time passes: up to 25.5 s */
+            f.now += (uint64_t)a * 100 * 1000 * 1000;
+            p += left >= 1 ? 1 : 0;
+            break;
+        case 12: { /* a large message (4 KiB .. 1 MiB) on a small id: fills buffers fast */
+            rp_mplex_hdr hd = { (uint64_t)(a >> 3) % 8, (uint8_t)(a & 1 ? 1 : 2),
+                                (uint32_t)(b + 1) * 4096u };
+            static uint8_t big[RP_MPLEX_HEADER_MAX + RP_MPLEX_MAX_MSG];
+            static bool big_set;
+            if (!big_set) memset(big, 'y', sizeof(big)); /* headers overwrite only their bytes */
+            big_set = true;
+            uint8_t hb[RP_MPLEX_HEADER_MAX];
+            ssize_t hl = rp_mplex_hdr_encode(hb, sizeof(hb), &hd);
+            CHECK(hl > 0);
+            memcpy(big, hb, (size_t)hl);
+            memset(big + hl, 'y', RP_MPLEX_HEADER_MAX - (size_t)hl);
+            size_t tot = (size_t)hl + hd.length, cut = (size_t)a * 4099 % (tot + 1);
+            feed(&f, big, cut);
+            if (!f.dead) feed(&f, big + cut, tot - cut);
+            p += left >= 2 ? 2 : left;
+            break;
+        }
         default: do_send(&f, 512, 32, 0); break;
         }
+        resume(&f);
     }
     if (!f.dead) do_send(&f, 512, 32, 0);
     drain(&f);
     for (size_t i = 0; i < f.nh; i++) rp_mplex_stream_release(f.h[i].st);
+    free(f.pend);
     rp_mplex_free(f.s);
     return 0;
 }

@@ -1,4 +1,7 @@
-/* mplex: header vectors, two sessions wired together in memory, limits, malformed input. */
+/*
+ * mplex: header vectors, two sessions wired together in memory, limits,
+ * blocking on a full stream under a fake clock, malformed input.
+ */
 #include <criterion/criterion.h>
 
 #include <stdlib.h>
@@ -96,6 +99,10 @@ typedef struct peer {
     bool accept;       /* accept opened streams */
     int session_error; /* from SESSION_ERROR */
     int last_type;     /* type of the last event */
+    uint64_t now;      /* the fake clock given to receive */
+    /* Input not taken while receive is blocked on a full stream, in order (as the host keeps). */
+    uint8_t *pend;
+    size_t pend_len;
 } peer;
 
 static sdata *find(peer *p, rp_mplex_stream *st)
@@ -119,6 +126,7 @@ static void peer_init(peer *p, const rp_mplex_config *cfg)
 static void peer_fini(peer *p)
 {
     for (size_t i = 0; i < p->n; i++) free(p->streams[i].buf);
+    free(p->pend);
     rp_mplex_free(p->s);
 }
 
@@ -161,21 +169,73 @@ static void drain(peer *p)
     }
 }
 
-/* Feeds bytes to p in chunks of `chunk`, draining events; returns the first fatal error or 0. */
+static void pend_add(peer *p, const uint8_t *b, size_t n)
+{
+    if (n == 0) return;
+    p->pend = realloc(p->pend, p->pend_len + n);
+    cr_assert_not_null(p->pend);
+    memcpy(p->pend + p->pend_len, b, n);
+    p->pend_len += n;
+}
+
+/*
+ * Gives [*q, end) to p's session, draining events, until it is all taken or
+ * receive blocks on a full stream (true: *q is where it stopped). *err gets
+ * the first fatal error.
+ */
+static bool give(peer *p, const uint8_t **q, const uint8_t *end, int *err)
+{
+    for (;;) {
+        ringp2p_errinfo ei;
+        int r = rp_mplex_receive(p->s, q, end, p->now, &ei);
+        drain(p);
+        if (r == RINGP2P_EAGAIN && rp_mplex_blocked(p->s, NULL) != NULL) return true;
+        if (r < 0 && r != RINGP2P_EAGAIN) {
+            *err = r;
+            return false;
+        }
+        if (r == 0 && *q == end) return false;
+    }
+}
+
+/*
+ * Feeds bytes to p in chunks of `chunk`, draining events; returns the first
+ * fatal error or 0. While receive is blocked, bytes join p->pend instead.
+ */
 static int feed(peer *p, const uint8_t *b, size_t n, size_t chunk)
 {
+    int err = 0;
     for (size_t off = 0; off < n;) {
         size_t c = n - off < chunk ? n - off : chunk;
         const uint8_t *q = b + off, *end = b + off + c;
-        while (q < end) {
-            ringp2p_errinfo ei;
-            int r = rp_mplex_receive(p->s, &q, end, &ei);
-            drain(p);
-            if (r < 0 && r != RINGP2P_EAGAIN) return r;
+        if (p->pend_len > 0 || give(p, &q, end, &err)) {
+            pend_add(p, q, (size_t)(b + n - q)); /* the rest waits, in order */
+            return err;
         }
+        if (err != 0) return err;
         off += c;
     }
     return 0;
+}
+
+/*
+ * Asks p's session again (after consumed, reset, release or time passing) and
+ * gives it the pending bytes; returns true while it is still blocked.
+ */
+static bool resume(peer *p)
+{
+    static const uint8_t none[1];
+    int err = 0;
+    const uint8_t *q = p->pend_len > 0 ? p->pend : none;
+    const uint8_t *end = p->pend_len > 0 ? p->pend + p->pend_len : none;
+    bool blocked = give(p, &q, end, &err);
+    cr_assert_eq(err, 0);
+    if (p->pend_len > 0) {
+        size_t used = (size_t)(q - p->pend);
+        memmove(p->pend, q, p->pend_len - used);
+        p->pend_len -= used;
+    }
+    return blocked;
 }
 
 /* Everything `from` wants to send, as one byte string (caller frees). */
@@ -521,7 +581,7 @@ Test(mplex, inbound_flood_is_refused_with_reset)
     const uint8_t *p = flood;
     int refused = 0, calls = 0;
     while (p < flood + fl) {
-        int r = rp_mplex_receive(b.s, &p, flood + fl, NULL);
+        int r = rp_mplex_receive(b.s, &p, flood + fl, 0, NULL);
         calls++;
         cr_assert(r == 0 || r == RINGP2P_EAGAIN);
         if (r == RINGP2P_EAGAIN) cr_assert_lt(p, flood + fl);
@@ -543,10 +603,12 @@ Test(mplex, inbound_flood_is_refused_with_reset)
     peer_fini(&b);
 }
 
-Test(mplex, buffer_limit_resets_the_stream)
+/* block_timeout_ns = 0: the old behaviour, a message past the buffer limit resets at once. */
+Test(mplex, zero_block_timeout_resets_at_the_limit)
 {
     rp_mplex_config cfg;
     rp_mplex_config_default(&cfg);
+    cfg.block_timeout_ns = 0;
     cfg.max_stream_buffer = RP_MPLEX_MAX_MSG; /* the smallest allowed */
     cfg.max_queued = 4 * RP_MPLEX_MAX_MSG;
     cfg.max_frame = 256 * 1024;
@@ -623,7 +685,7 @@ Test(mplex, malformed_input_kills_the_session)
             cr_assert_eq(rp_mplex_error(b.s), v[i].code);
             ringp2p_errinfo ei;
             const uint8_t *p = v[i].in;
-            cr_assert_eq(rp_mplex_receive(b.s, &p, v[i].in + v[i].n, &ei), v[i].code);
+            cr_assert_eq(rp_mplex_receive(b.s, &p, v[i].in + v[i].n, 0, &ei), v[i].code);
             cr_assert(strstr(ei.msg, v[i].needle) != NULL, "%s: %s", v[i].name, ei.msg);
             cr_assert_eq(p, v[i].in, "a dead session consumes nothing");
             cr_assert_not(rp_mplex_want_send(b.s));
@@ -657,8 +719,9 @@ Test(mplex, event_queue_backpressure_stops_reading_at_a_boundary)
         n += (size_t)rp_mplex_hdr_encode(buf + n, sizeof(buf) - n, &h);
     }
     const uint8_t *p = buf;
-    int r = rp_mplex_receive(b.s, &p, buf + n, NULL);
+    int r = rp_mplex_receive(b.s, &p, buf + n, 0, NULL);
     cr_assert_eq(r, RINGP2P_EAGAIN);
+    cr_assert_null(rp_mplex_blocked(b.s, NULL), "the event queue, not a stream");
     cr_assert_gt(p, buf);
     cr_assert_lt(p, buf + n);
     rp_mplex_hdr h;
@@ -764,4 +827,196 @@ Test(mplex, send_limits_and_config_bounds)
     bad[4].c.max_queued = 0;
     for (int i = 0; i < 5; i++) cr_assert_eq(rp_mplex_new(&bad[i].c, &s), RINGP2P_EINVAL);
     rp_mplex_free(NULL);
+}
+
+/* ---- blocking on a full stream (fake clock) -------------------------------------------------- */
+
+#define SEC UINT64_C(1000000000)
+#define BIG (RP_MPLEX_MAX_MSG + 300 * 1024) /* the limit, then two more messages */
+
+/* Smallest buffer, 256 KiB messages, the default 5 s block timeout. */
+static void block_cfg(rp_mplex_config *cfg)
+{
+    rp_mplex_config_default(cfg);
+    cfg->max_stream_buffer = RP_MPLEX_MAX_MSG;
+    cfg->max_frame = 256 * 1024;
+    cfg->max_queued = 4 * RP_MPLEX_MAX_MSG;
+}
+
+/* b's record of the peer's stream with id `id` (opened by a). */
+static sdata *theirs(peer *b, uint64_t id)
+{
+    for (size_t k = 0; k < b->n; k++)
+        if (b->streams[k].opened && rp_mplex_stream_id(b->streams[k].st) == id)
+            return &b->streams[k];
+    cr_assert_fail("no stream %llu", (unsigned long long)id);
+    return NULL;
+}
+
+/*
+ * a writes BIG bytes on a new stream to b, which reads nothing: b takes
+ * exactly its buffer's worth, then blocks after the next message's header.
+ */
+static sdata *fill_until_blocked(peer *a, peer *b, const uint8_t *payload, size_t chunk,
+                                 rp_mplex_stream **st)
+{
+    cr_assert_eq(rp_mplex_open(a->s, NULL, st), 0);
+    cr_assert_eq(rp_mplex_stream_write(*st, payload, BIG), (ssize_t)BIG);
+    cr_assert_eq(pump(a, b, chunk), 0);
+    sdata *d = theirs(b, rp_mplex_stream_id(*st));
+    cr_assert_eq(d->len, RP_MPLEX_MAX_MSG, "exactly the buffer's worth (%zu)", d->len);
+    cr_assert_eq(d->reset, 0);
+    uint64_t since = 0;
+    cr_assert_eq(rp_mplex_blocked(b->s, &since), d->st);
+    cr_assert_eq(since, b->now);
+    cr_assert_eq(rp_mplex_next_timeout(b->s), b->now + 5 * SEC);
+    /* what waits: the blocked message's payload and the last message, header and all */
+    cr_assert_gt(b->pend_len, BIG - RP_MPLEX_MAX_MSG);
+    cr_assert_lt(b->pend_len, BIG - RP_MPLEX_MAX_MSG + 2 * RP_MPLEX_HEADER_MAX);
+    return d;
+}
+
+/*
+ * A message that would pass the stream's buffer stops reading at its
+ * boundary; consuming too little keeps it blocked (but restarts the wait),
+ * consuming enough lets the rest through byte-exact. Headers split across
+ * inputs (5-byte chunks) block alike.
+ */
+Test(mplex, full_stream_blocks_until_consumed)
+{
+    static uint8_t payload[BIG];
+    fill(payload, sizeof(payload), 7);
+    static const size_t chunks[] = { 5, 65536 };
+    for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
+        rp_mplex_config cfg;
+        block_cfg(&cfg);
+        peer a, b;
+        peer_init(&a, &cfg);
+        peer_init(&b, &cfg);
+        b.consume = false;
+        b.now = 1000;
+        rp_mplex_stream *st;
+        sdata *d = fill_until_blocked(&a, &b, payload, chunks[c], &st);
+        cr_assert(memcmp(d->buf, payload, d->len) == 0);
+        /* blocked: nothing more is taken, new bytes included */
+        const uint8_t *q = payload;
+        cr_assert_eq(rp_mplex_receive(b.s, &q, payload + 10, b.now, NULL), RINGP2P_EAGAIN);
+        cr_assert_eq(q, payload);
+        /* too little room for the 256 KiB message: still blocked, but the wait starts over */
+        b.now += 3 * SEC;
+        cr_assert_eq(rp_mplex_stream_consumed(d->st, 100 * 1024), 0);
+        cr_assert(resume(&b));
+        cr_assert_eq(rp_mplex_next_timeout(b.s), b.now + 5 * SEC);
+        cr_assert_eq(d->len, RP_MPLEX_MAX_MSG);
+        /* room: the rest arrives in order, and reading goes on */
+        cr_assert_eq(rp_mplex_stream_consumed(d->st, RP_MPLEX_MAX_MSG - 100 * 1024), 0);
+        cr_assert_not(resume(&b));
+        cr_assert_eq(b.pend_len, 0);
+        cr_assert_null(rp_mplex_blocked(b.s, NULL));
+        cr_assert_eq(rp_mplex_next_timeout(b.s), UINT64_MAX);
+        cr_assert_eq(d->len, BIG);
+        cr_assert(memcmp(d->buf, payload, BIG) == 0, "chunk %zu: bytes differ", chunks[c]);
+        cr_assert_eq(d->reset, 0);
+        cr_assert_leq(rp_mplex_stream_unconsumed(d->st), RP_MPLEX_MAX_MSG);
+        rp_mplex_stream_release(st);
+        peer_fini(&a);
+        peer_fini(&b);
+    }
+}
+
+/*
+ * A stream whose reader makes no progress for block_timeout_ns is reset
+ * (RINGP2P_ELIMIT here, a Reset at the writer) and reading goes on; a
+ * message for another stream that arrived behind the blocked one waits until
+ * then (head-of-line blocking: the price of blocking).
+ */
+Test(mplex, full_stream_reset_after_the_block_timeout)
+{
+    static uint8_t payload[BIG];
+    fill(payload, sizeof(payload), 9);
+    rp_mplex_config cfg;
+    block_cfg(&cfg);
+    peer a, b;
+    peer_init(&a, &cfg);
+    peer_init(&b, &cfg);
+    b.consume = false;
+    b.now = 42;
+    rp_mplex_stream *other;
+    cr_assert_eq(rp_mplex_open(a.s, NULL, &other), 0);
+    rp_mplex_stream *st;
+    sdata *d = fill_until_blocked(&a, &b, payload, 65536, &st);
+    sdata *dother = theirs(&b, rp_mplex_stream_id(other));
+    cr_assert_eq(rp_mplex_stream_write(other, "hello", 5), 5);
+    cr_assert_eq(pump(&a, &b, 65536), 0);
+    cr_assert_eq(dother->len, 0, "another stream's message waits behind the blocked one");
+    b.now += 5 * SEC - 1;
+    cr_assert(resume(&b), "still blocked 1 ns before the deadline");
+    cr_assert_eq(d->reset, 0);
+    cr_assert_eq(dother->len, 0);
+    b.now += 1;
+    cr_assert_not(resume(&b));
+    cr_assert_eq(d->reset, 1);
+    cr_assert_eq(d->reset_err, RINGP2P_ELIMIT);
+    cr_assert_eq(d->len, RP_MPLEX_MAX_MSG, "nothing more of the reset stream");
+    cr_assert_eq(dother->len, 5);
+    cr_assert(memcmp(dother->buf, "hello", 5) == 0);
+    cr_assert_eq(b.pend_len, 0);
+    cr_assert_null(rp_mplex_blocked(b.s, NULL));
+    /* the writer hears the reset; the other stream lives on */
+    cr_assert_eq(pump(&b, &a, 64), 0);
+    cr_assert_eq(find(&a, st)->reset_err, RINGP2P_ESTREAMRESET);
+    cr_assert_eq(rp_mplex_stream_write(other, "again", 5), 5);
+    cr_assert_eq(pump(&a, &b, 65536), 0);
+    cr_assert_eq(dother->len, 10);
+    cr_assert_eq(find(&a, other)->reset, 0);
+    rp_mplex_stream_release(st);
+    rp_mplex_stream_release(other);
+    peer_fini(&a);
+    peer_fini(&b);
+}
+
+/*
+ * The application releasing or resetting the full stream ends the block at
+ * once, without waiting for the timeout: the rest of its message is skipped
+ * and what waited behind it is read.
+ */
+Test(mplex, releasing_or_resetting_the_full_stream_unblocks)
+{
+    static uint8_t payload[BIG];
+    fill(payload, sizeof(payload), 11);
+    for (int how = 0; how < 2; how++) {
+        rp_mplex_config cfg;
+        block_cfg(&cfg);
+        peer a, b;
+        peer_init(&a, &cfg);
+        peer_init(&b, &cfg);
+        b.consume = false;
+        rp_mplex_stream *other, *st;
+        cr_assert_eq(rp_mplex_open(a.s, NULL, &other), 0);
+        sdata *d = fill_until_blocked(&a, &b, payload, 65536, &st);
+        sdata *dother = theirs(&b, rp_mplex_stream_id(other));
+        cr_assert_eq(rp_mplex_stream_write(other, "behind", 6), 6);
+        cr_assert_eq(pump(&a, &b, 65536), 0);
+        cr_assert_eq(dother->len, 0);
+        if (how == 0)
+            rp_mplex_stream_release(d->st);
+        else
+            cr_assert_eq(rp_mplex_stream_reset(d->st), 0);
+        cr_assert_null(rp_mplex_blocked(b.s, NULL), "how %d: still blocked", how);
+        cr_assert_eq(rp_mplex_next_timeout(b.s), UINT64_MAX);
+        cr_assert_not(resume(&b));
+        cr_assert_eq(b.pend_len, 0);
+        cr_assert_eq(d->len, RP_MPLEX_MAX_MSG, "how %d: the rest is skipped", how);
+        cr_assert_eq(d->reset, 0, "how %d: no event for our own action", how);
+        cr_assert_eq(dother->len, 6, "how %d", how);
+        cr_assert_eq(pump(&b, &a, 64), 0);
+        /* release closes our direction gracefully; reset resets the writer */
+        cr_assert_eq(find(&a, st)->reset, how == 1, "how %d", how);
+        if (how == 0) cr_assert_eq(find(&a, st)->fin, 1);
+        if (how == 1) rp_mplex_stream_release(d->st);
+        rp_mplex_stream_release(st);
+        rp_mplex_stream_release(other);
+        peer_fini(&a);
+        peer_fini(&b);
+    }
 }
