@@ -22,6 +22,7 @@
  */
 #include "security/noise.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,25 +156,36 @@ static ssize_t decrypt_and_hash(rp_noise_hs *hs, uint8_t *buf, size_t len)
 
 /* ---- HandshakeState (XX: -> e; <- e, ee, s, es; -> s, se) --------------------------------- */
 
-void rp_noise_hs_init(rp_noise_hs *hs, bool initiator, const uint8_t *prologue, size_t prologue_len,
-                      const uint8_t *s_priv, const uint8_t *e_priv)
+/* Initialize(): h and ck from the protocol name, then the prologue (§5.3); no keys yet. */
+static void hs_init_base(rp_noise_hs *hs, bool initiator, const uint8_t *prologue,
+                         size_t prologue_len)
 {
     memset(hs, 0, sizeof(*hs));
     hs->initiator = initiator;
     memcpy(hs->h, RP_NOISE_PROTOCOL_NAME, RP_NOISE_HASHLEN);
     memcpy(hs->ck, hs->h, RP_NOISE_HASHLEN);
     mix_hash(hs, prologue, prologue_len);
+}
+
+static void hs_fix_ephemeral(rp_noise_hs *hs, const uint8_t *e_priv)
+{
+    if (e_priv == NULL) return;
+    memcpy(hs->e, e_priv, RP_NOISE_DHLEN);
+    rp_x25519_public(hs->e_pub, hs->e);
+    hs->e_fixed = true;
+}
+
+void rp_noise_hs_init(rp_noise_hs *hs, bool initiator, const uint8_t *prologue, size_t prologue_len,
+                      const uint8_t *s_priv, const uint8_t *e_priv)
+{
+    hs_init_base(hs, initiator, prologue, prologue_len);
     if (s_priv != NULL) {
         memcpy(hs->s, s_priv, RP_NOISE_DHLEN);
         rp_x25519_public(hs->s_pub, hs->s);
     } else {
         rp_x25519_keypair(hs->s_pub, hs->s);
     }
-    if (e_priv != NULL) {
-        memcpy(hs->e, e_priv, RP_NOISE_DHLEN);
-        rp_x25519_public(hs->e_pub, hs->e);
-        hs->e_fixed = true;
-    }
+    hs_fix_ephemeral(hs, e_priv);
 }
 
 bool rp_noise_hs_writes_next(const rp_noise_hs *hs)
@@ -473,6 +485,73 @@ ssize_t rp_noise_payload_encode(const uint8_t *key_pb, size_t key_pb_len, const 
     return (ssize_t)n;
 }
 
+/* ---- verified-signature cache ------------------------------------------------------------- */
+
+struct rp_noise_vcache {
+    pthread_mutex_t mu;
+    uint64_t hits, inserted;
+    uint8_t slot[RP_NOISE_VCACHE_SLOTS][SHA256_DIGEST_LENGTH]; /* all zeros: empty */
+};
+
+rp_noise_vcache *rp_noise_vcache_new(void)
+{
+    rp_noise_vcache *c = calloc(1, sizeof(*c));
+    if (c != NULL && pthread_mutex_init(&c->mu, NULL) != 0) {
+        free(c);
+        c = NULL;
+    }
+    return c;
+}
+
+void rp_noise_vcache_free(rp_noise_vcache *c)
+{
+    if (c == NULL) return;
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+void rp_noise_vcache_stats(rp_noise_vcache *c, uint64_t *hits, uint64_t *inserted)
+{
+    pthread_mutex_lock(&c->mu);
+    *hits = c->hits;
+    *inserted = c->inserted;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* The digest naming one (key, static key, signature): lengths first, so no two splits collide. */
+static void vcache_digest(const rp_iov *key_pb, const uint8_t *rs, const rp_iov *sig,
+                          uint8_t out[SHA256_DIGEST_LENGTH])
+{
+    uint8_t lens[8] = { (uint8_t)(key_pb->len >> 24), (uint8_t)(key_pb->len >> 16),
+                        (uint8_t)(key_pb->len >> 8),  (uint8_t)key_pb->len,
+                        (uint8_t)(sig->len >> 24),    (uint8_t)(sig->len >> 16),
+                        (uint8_t)(sig->len >> 8),     (uint8_t)sig->len };
+    SHA256_CTX sha;
+    SHA256_Init(&sha);
+    SHA256_Update(&sha, lens, sizeof(lens));
+    SHA256_Update(&sha, key_pb->base, key_pb->len);
+    SHA256_Update(&sha, rs, RP_NOISE_DHLEN);
+    SHA256_Update(&sha, sig->base, sig->len);
+    SHA256_Final(out, &sha);
+}
+
+static bool vcache_has(rp_noise_vcache *c, const uint8_t d[SHA256_DIGEST_LENGTH])
+{
+    pthread_mutex_lock(&c->mu);
+    bool hit = memcmp(c->slot[d[0] % RP_NOISE_VCACHE_SLOTS], d, SHA256_DIGEST_LENGTH) == 0;
+    if (hit) c->hits++;
+    pthread_mutex_unlock(&c->mu);
+    return hit;
+}
+
+static void vcache_put(rp_noise_vcache *c, const uint8_t d[SHA256_DIGEST_LENGTH])
+{
+    pthread_mutex_lock(&c->mu);
+    memcpy(c->slot[d[0] % RP_NOISE_VCACHE_SLOTS], d, SHA256_DIGEST_LENGTH);
+    c->inserted++;
+    pthread_mutex_unlock(&c->mu);
+}
+
 /* ---- libp2p session ----------------------------------------------------------------------- */
 
 enum { S_HANDSHAKE, S_DONE, S_FAILED };
@@ -492,11 +571,13 @@ struct rp_noise {
     ringp2p_peer_id expected;
     const char *const *muxers; /* the config's, borrowed */
     size_t n_muxers;
-    uint8_t *split_keys_out; /* the config's, borrowed until the handshake ends */
+    uint8_t *split_keys_out;   /* the config's, borrowed until the handshake ends */
+    rp_noise_vcache *verified; /* the config's, borrowed */
     struct hs_part *hp;
     /* After the handshake. */
     ringp2p_pubkey *remote_key;
     ringp2p_peer_id remote_id;
+    uint8_t remote_static[RP_NOISE_DHLEN];
     const char *muxer;
     rp_noise_cipher send, recv;
 };
@@ -524,9 +605,59 @@ static int failed(const rp_noise *s, ringp2p_errinfo *ei)
                   ringp2p_strerror(s->err));
 }
 
+struct rp_noise_static {
+    uint8_t priv[RP_NOISE_DHLEN], pub[RP_NOISE_DHLEN];
+    size_t sig_len, key_pb_len;
+    uint8_t sig[RINGP2P_SIGNATURE_MAX];
+    uint8_t key_pb[]; /* the identity's PublicKey protobuf */
+};
+
+/* A static key pair (fresh, or from fixed_priv for tests), signed by identity. */
+static int static_make(const ringp2p_privkey *identity, const uint8_t *fixed_priv,
+                       rp_noise_static **out, ringp2p_errinfo *ei)
+{
+    if (identity == NULL) return rp_err(ei, RINGP2P_EINVAL, "Noise: no identity key given");
+    uint8_t key_pb[RINGP2P_KEY_PROTOBUF_MAX];
+    ssize_t key_len =
+        ringp2p_pubkey_to_protobuf(ringp2p_privkey_public(identity), key_pb, sizeof(key_pb));
+    if (key_len < 0) return rp_err(ei, (int)key_len, "Noise: encoding the identity key failed");
+    rp_noise_static *st = OPENSSL_malloc(sizeof(*st) + (size_t)key_len);
+    if (st == NULL) return rp_err(ei, RINGP2P_ENOMEM, NULL);
+    if (fixed_priv != NULL) {
+        memcpy(st->priv, fixed_priv, RP_NOISE_DHLEN);
+        rp_x25519_public(st->pub, st->priv);
+    } else {
+        rp_x25519_keypair(st->pub, st->priv);
+    }
+    uint8_t tbs[RP_NOISE_SIG_PREFIX_LEN + RP_NOISE_DHLEN];
+    memcpy(tbs, RP_NOISE_SIG_PREFIX, RP_NOISE_SIG_PREFIX_LEN);
+    memcpy(tbs + RP_NOISE_SIG_PREFIX_LEN, st->pub, RP_NOISE_DHLEN);
+    ssize_t sig_len = ringp2p_privkey_sign(identity, tbs, sizeof(tbs), st->sig, sizeof(st->sig));
+    if (sig_len < 0) {
+        OPENSSL_free(st); /* wipes */
+        return rp_err(ei, (int)sig_len, "Noise: signing the static key failed");
+    }
+    st->sig_len = (size_t)sig_len;
+    st->key_pb_len = (size_t)key_len;
+    memcpy(st->key_pb, key_pb, (size_t)key_len);
+    *out = st;
+    return 0;
+}
+
+int rp_noise_static_new(const ringp2p_privkey *identity, rp_noise_static **out, ringp2p_errinfo *ei)
+{
+    return static_make(identity, NULL, out, ei);
+}
+
+void rp_noise_static_free(rp_noise_static *st)
+{
+    OPENSSL_free(st); /* OPENSSL_free wipes before freeing */
+}
+
 int rp_noise_new(const rp_noise_config *cfg, rp_noise **out, ringp2p_errinfo *ei)
 {
-    if (cfg->identity == NULL) return rp_err(ei, RINGP2P_EINVAL, "Noise: no identity key given");
+    if (cfg->identity == NULL && cfg->static_key == NULL)
+        return rp_err(ei, RINGP2P_EINVAL, "Noise: no identity key given");
     if (cfg->n_muxers > RP_NOISE_MUXERS_MAX)
         return rp_err(ei, RINGP2P_EINVAL, "Noise: %zu muxers given, at most %d", cfg->n_muxers,
                       RP_NOISE_MUXERS_MAX);
@@ -534,61 +665,51 @@ int rp_noise_new(const rp_noise_config *cfg, rp_noise **out, ringp2p_errinfo *ei
         if (cfg->muxers[i] == NULL)
             return rp_err(ei, RINGP2P_EINVAL, "Noise: muxer name %zu is NULL", i);
 
-    rp_noise *s = calloc(1, sizeof(*s));
-    if (s == NULL) return rp_err(ei, RINGP2P_ENOMEM, NULL);
+    /* The node's signed static key, or one made (and signed) for this session only. */
+    rp_noise_static *own = NULL;
+    const rp_noise_static *st = cfg->static_key;
+    if (st == NULL || cfg->test_static_priv != NULL) {
+        int r = static_make(cfg->identity, cfg->test_static_priv, &own, ei);
+        if (r < 0) return r;
+        st = own;
+    }
+    /* Signature lengths vary (ECDSA), so the payload is sized from the signed key. */
+    ssize_t plen = rp_noise_payload_encode(st->key_pb, st->key_pb_len, st->sig, st->sig_len,
+                                           cfg->muxers, cfg->n_muxers, NULL, 0);
+    int r = 0;
+    rp_noise *s = NULL;
+    /* Message 2 has the most around its payload. */
+    if (msg_overhead(1) + (size_t)plen > RP_NOISE_MSG_MAX)
+        r = rp_err(ei, RINGP2P_ELIMIT,
+                   "Noise: the handshake payload (%zd bytes) does not fit in a Noise message",
+                   plen);
+    if (r == 0 && (s = calloc(1, sizeof(*s))) == NULL) r = rp_err(ei, RINGP2P_ENOMEM, NULL);
+    if (r == 0 && (s->hp = OPENSSL_malloc(sizeof(*s->hp) + (size_t)plen)) == NULL)
+        r = rp_err(ei, RINGP2P_ENOMEM, NULL);
+    if (r < 0) {
+        free(s);
+        rp_noise_static_free(own);
+        return r;
+    }
     s->state = S_HANDSHAKE;
     s->initiator = cfg->initiator;
     s->muxers = cfg->muxers;
     s->n_muxers = cfg->n_muxers;
     s->split_keys_out = cfg->split_keys_out;
+    s->verified = cfg->verified;
     if (cfg->expected_peer != NULL) {
         s->has_expected = true;
         s->expected = *cfg->expected_peer;
     }
-
-    /* Sign the static key first: ECDSA signature lengths vary, so the payload is sized after. */
-    rp_noise_hs hs;
-    rp_noise_hs_init(&hs, cfg->initiator, cfg->prologue, cfg->prologue_len, cfg->test_static_priv,
-                     cfg->test_ephemeral_priv);
-    uint8_t tbs[RP_NOISE_SIG_PREFIX_LEN + RP_NOISE_DHLEN];
-    memcpy(tbs, RP_NOISE_SIG_PREFIX, RP_NOISE_SIG_PREFIX_LEN);
-    memcpy(tbs + RP_NOISE_SIG_PREFIX_LEN, hs.s_pub, RP_NOISE_DHLEN);
-    uint8_t sig[RINGP2P_SIGNATURE_MAX];
-    uint8_t key_pb[RINGP2P_KEY_PROTOBUF_MAX];
-    ssize_t sig_len = ringp2p_privkey_sign(cfg->identity, tbs, sizeof(tbs), sig, sizeof(sig));
-    ssize_t key_len =
-        ringp2p_pubkey_to_protobuf(ringp2p_privkey_public(cfg->identity), key_pb, sizeof(key_pb));
-    int r = 0;
-    ssize_t plen = 0;
-    if (sig_len < 0) {
-        r = rp_err(ei, (int)sig_len, "Noise: signing the static key failed");
-    } else if (key_len < 0) {
-        r = rp_err(ei, (int)key_len, "Noise: encoding the identity key failed");
-    } else {
-        plen = rp_noise_payload_encode(key_pb, (size_t)key_len, sig, (size_t)sig_len, cfg->muxers,
-                                       cfg->n_muxers, NULL, 0);
-        /* Message 2 has the most around its payload. */
-        if (msg_overhead(1) + (size_t)plen > RP_NOISE_MSG_MAX)
-            r = rp_err(ei, RINGP2P_ELIMIT,
-                       "Noise: the handshake payload (%zd bytes) does not fit in a Noise message",
-                       plen);
-    }
-    if (r == 0) {
-        s->hp = OPENSSL_malloc(sizeof(*s->hp) + (size_t)plen);
-        if (s->hp == NULL) r = rp_err(ei, RINGP2P_ENOMEM, NULL);
-    }
-    if (r == 0) {
-        s->hp->hs = hs;
-        s->hp->payload_len = (size_t)plen;
-        rp_noise_payload_encode(key_pb, (size_t)key_len, sig, (size_t)sig_len, cfg->muxers,
-                                cfg->n_muxers, s->hp->payload, (size_t)plen);
-    }
-    OPENSSL_cleanse(&hs, sizeof(hs));
-    OPENSSL_cleanse(tbs, sizeof(tbs));
-    if (r < 0) {
-        free(s);
-        return r;
-    }
+    rp_noise_hs *hs = &s->hp->hs;
+    hs_init_base(hs, cfg->initiator, cfg->prologue, cfg->prologue_len);
+    memcpy(hs->s, st->priv, RP_NOISE_DHLEN);
+    memcpy(hs->s_pub, st->pub, RP_NOISE_DHLEN);
+    hs_fix_ephemeral(hs, cfg->test_ephemeral_priv);
+    s->hp->payload_len = (size_t)plen;
+    rp_noise_payload_encode(st->key_pb, st->key_pb_len, st->sig, st->sig_len, cfg->muxers,
+                            cfg->n_muxers, s->hp->payload, (size_t)plen);
+    rp_noise_static_free(own);
     *out = s;
     return 0;
 }
@@ -703,8 +824,14 @@ static int check_remote_payload(rp_noise *s, const rp_iov *payload, ringp2p_erri
     uint8_t tbs[RP_NOISE_SIG_PREFIX_LEN + RP_NOISE_DHLEN];
     memcpy(tbs, RP_NOISE_SIG_PREFIX, RP_NOISE_SIG_PREFIX_LEN);
     memcpy(tbs + RP_NOISE_SIG_PREFIX_LEN, s->hp->hs.rs, RP_NOISE_DHLEN);
-    if (ringp2p_pubkey_verify(key, tbs, sizeof(tbs), pl.identity_sig.base, pl.identity_sig.len) <
-        0) {
+    uint8_t digest[SHA256_DIGEST_LENGTH];
+    bool known = false;
+    if (s->verified != NULL) {
+        vcache_digest(&pl.identity_key, s->hp->hs.rs, &pl.identity_sig, digest);
+        known = vcache_has(s->verified, digest);
+    }
+    if (!known && ringp2p_pubkey_verify(key, tbs, sizeof(tbs), pl.identity_sig.base,
+                                        pl.identity_sig.len) < 0) {
         const char *type = ringp2p_key_type_name(ringp2p_pubkey_type(key));
         ringp2p_pubkey_free(key);
         return rp_err(ei, RINGP2P_ESIGNATURE,
@@ -712,12 +839,14 @@ static int check_remote_payload(rp_noise *s, const rp_iov *payload, ringp2p_erri
                       "%s identity key",
                       type);
     }
+    if (!known && s->verified != NULL) vcache_put(s->verified, digest);
     if ((r = negotiate_muxer(s, &pl, ei)) < 0) {
         ringp2p_pubkey_free(key);
         return r;
     }
     s->remote_key = key;
     s->remote_id = id;
+    memcpy(s->remote_static, s->hp->hs.rs, RP_NOISE_DHLEN);
     return 0;
 }
 
@@ -791,6 +920,16 @@ const ringp2p_peer_id *rp_noise_remote_peer(const rp_noise *s)
 const ringp2p_pubkey *rp_noise_remote_key(const rp_noise *s)
 {
     return s->state == S_DONE ? s->remote_key : NULL;
+}
+
+const uint8_t *rp_noise_remote_static(const rp_noise *s)
+{
+    return s->state == S_DONE ? s->remote_static : NULL;
+}
+
+const uint8_t *rp_noise_static_public(const rp_noise_static *st)
+{
+    return st->pub;
 }
 
 const char *rp_noise_muxer(const rp_noise *s)

@@ -31,10 +31,15 @@
  * authenticate, nonce exhaustion) is final: the session returns the same code
  * from then on and the host must close the connection.
  *
- * Static key choice: every session generates a fresh X25519 static key (as
- * go-libp2p does; js-libp2p keeps one per node). The spec allows both; a fresh
- * key costs one key generation and one identity signature per connection and
- * keeps nothing secret alive between connections.
+ * Static key choice: the spec allows a fresh X25519 static key per session or
+ * one for all sessions (noise/README.md "Static Key Authentication": "a single
+ * static keypair may be generated when noise-libp2p is initialized and used
+ * for all sessions"). go-libp2p makes one per session; rust-libp2p and
+ * js-libp2p keep one per node. A session takes a prepared rp_noise_static
+ * (the host keeps one per node, signed once: one X25519 key generation and one
+ * identity signature less per handshake), or makes its own when given none.
+ * Forward secrecy comes from the ephemeral keys either way; the static key is
+ * kept in memory only, never stored.
  */
 #ifndef RP_SECURITY_NOISE_H
 #define RP_SECURITY_NOISE_H
@@ -225,9 +230,66 @@ ssize_t rp_noise_payload_encode(const uint8_t *key_pb, size_t key_pb_len, const 
 
 typedef struct rp_noise rp_noise;
 
+/*
+ * An X25519 static key pair with the identity's signature over it and the
+ * identity's PublicKey protobuf: everything of a handshake payload that does
+ * not change between sessions. Immutable once made, so any number of sessions
+ * on any threads may use one at once.
+ */
+typedef struct rp_noise_static rp_noise_static;
+
+/*
+ * Makes a fresh static key pair and signs it with `identity` (read, not
+ * retained). On success *out is the caller's (rp_noise_static_free). Errors:
+ * RINGP2P_EINVAL (no identity), RINGP2P_ENOMEM, and identity's signing and
+ * encoding errors.
+ */
+int rp_noise_static_new(const ringp2p_privkey *identity, rp_noise_static **out,
+                        ringp2p_errinfo *ei);
+
+/* Wipes and frees (NULL is fine). */
+void rp_noise_static_free(rp_noise_static *st);
+
+/* The static public key (RP_NOISE_DHLEN bytes, owned by st). */
+const uint8_t *rp_noise_static_public(const rp_noise_static *st);
+
+/*
+ * Remembers identity signatures over static keys that verified, so a peer that
+ * keeps one static key for all its sessions (as ringp2p, rust-libp2p and
+ * js-libp2p do) costs one signature verification for its first handshake, not
+ * one per handshake. Entries are SHA-256 digests of the exact (identity key
+ * protobuf, static key, signature) bytes: verification is a pure function of
+ * them, so a hit is as good as verifying. A fixed number of entries, replaced
+ * as they collide; internally locked, so sessions on any thread may share one.
+ */
+typedef struct rp_noise_vcache rp_noise_vcache;
+
+/* Slots of an rp_noise_vcache (32 bytes each). */
+#define RP_NOISE_VCACHE_SLOTS 256
+
+/* A new empty cache (the caller's: rp_noise_vcache_free), or NULL without memory. */
+rp_noise_vcache *rp_noise_vcache_new(void);
+
+/* Frees (NULL is fine). */
+void rp_noise_vcache_free(rp_noise_vcache *c);
+
+/* Signatures the cache spared (hits) and verified (misses that passed), for tests and stats. */
+void rp_noise_vcache_stats(rp_noise_vcache *c, uint64_t *hits, uint64_t *inserted);
+
 typedef struct rp_noise_config {
-    /* Signs the session's static key in rp_noise_new; not retained. Required. */
+    /*
+     * Signs a static key made for this session in rp_noise_new; not retained.
+     * Required unless static_key is given.
+     */
     const ringp2p_privkey *identity;
+    /*
+     * Not NULL: the static key and signature to use (read in rp_noise_new
+     * only; the payload is copied). It must be the identity's: the remote
+     * derives our peer ID from the key inside it.
+     */
+    const rp_noise_static *static_key;
+    /* Not NULL: the verified-signature cache to consult and fill (borrowed; outlives s). */
+    rp_noise_vcache *verified;
     bool initiator;
     /* The peer the dialer means to reach (copied); NULL accepts any peer. */
     const ringp2p_peer_id *expected_peer;
@@ -249,7 +311,7 @@ typedef struct rp_noise_config {
      * buffer: it must stay valid until the handshake ends; the caller wipes it.
      */
     uint8_t *split_keys_out;
-    /* Tests only: fixed X25519 private keys (32 bytes) instead of fresh ones. */
+    /* Tests only: fixed X25519 private keys (32 bytes) instead of fresh ones (over static_key). */
     const uint8_t *test_static_priv;
     const uint8_t *test_ephemeral_priv;
 } rp_noise_config;
@@ -258,7 +320,8 @@ typedef struct rp_noise_config {
 #define RP_NOISE_DONE 1
 
 /*
- * A new session: makes the static key, signs it, encodes this side's payload.
+ * A new session: takes cfg->static_key or makes and signs one, encodes this
+ * side's payload.
  * On success *out is the caller's (rp_noise_free). Errors: RINGP2P_EINVAL
  * (no identity, a NULL muxer name, more than RP_NOISE_MUXERS_MAX muxers),
  * RINGP2P_ENOMEM, RINGP2P_ECRYPTO, RINGP2P_ELIMIT (payload over a message).
@@ -298,6 +361,8 @@ bool rp_noise_is_done(const rp_noise *s);
 /* After the handshake: the remote's peer ID and key (owned by s), else NULL. */
 const ringp2p_peer_id *rp_noise_remote_peer(const rp_noise *s);
 const ringp2p_pubkey *rp_noise_remote_key(const rp_noise *s);
+/* After the handshake: the remote's Noise static public key (RP_NOISE_DHLEN bytes, owned by s). */
+const uint8_t *rp_noise_remote_static(const rp_noise *s);
 
 /*
  * After the handshake: the muxer chosen by early negotiation (one of the

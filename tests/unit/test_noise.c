@@ -893,10 +893,12 @@ Test(noise, no_common_muxer_fails_the_responder_too)
 }
 
 /* A fake responder sends message 2 with a payload of our making; the initiator must refuse it. */
-static int initiator_against_payload(const ringp2p_privkey *ki, const uint8_t *payload, size_t len,
-                                     rp_noise_hs *res, ringp2p_errinfo *ei)
+static int initiator_against_payload_vc(const ringp2p_privkey *ki, const uint8_t *payload,
+                                        size_t len, rp_noise_hs *res, rp_noise_vcache *vc,
+                                        ringp2p_errinfo *ei)
 {
     rp_noise_config ci = cfg_of(ki, true);
+    ci.verified = vc;
     struct end a;
     end_open(&a, &ci);
     uint8_t out[4096];
@@ -914,6 +916,64 @@ static int initiator_against_payload(const ringp2p_privkey *ki, const uint8_t *p
     int r = rp_noise_handshake(a.s, &p, a.rx + a.len, &w, ei);
     end_close(&a);
     return r;
+}
+
+static int initiator_against_payload(const ringp2p_privkey *ki, const uint8_t *payload, size_t len,
+                                     rp_noise_hs *res, ringp2p_errinfo *ei)
+{
+    return initiator_against_payload_vc(ki, payload, len, res, NULL, ei);
+}
+
+/*
+ * The verified-signature cache spares the second verification of the same
+ * (key, static key, signature) and nothing else: with the good signature
+ * cached, a signature over other bytes or by another key still fails.
+ */
+Test(noise, vcache_spares_only_the_same_signature)
+{
+    ringp2p_privkey *ki = gen(RINGP2P_KEY_ED25519), *kr = gen(RINGP2P_KEY_ED25519),
+                    *other = gen(RINGP2P_KEY_ED25519);
+    rp_noise_vcache *vc = rp_noise_vcache_new();
+    cr_assert_not_null(vc);
+    const uint8_t s_priv[32] = { 9, 8, 7 }; /* one static key for every case */
+    uint8_t key[512], okey[512], sig[RINGP2P_SIGNATURE_MAX], payload[2048];
+    ssize_t kl = ringp2p_pubkey_to_protobuf(ringp2p_privkey_public(kr), key, sizeof(key));
+    ssize_t okl = ringp2p_pubkey_to_protobuf(ringp2p_privkey_public(other), okey, sizeof(okey));
+    static const struct {
+        int tamper; /* 0 good, 1 signs other bytes, 2 signed by kr with other's key, 3 good */
+        int want;
+        uint64_t hits, inserted;
+    } cases[] = {
+        { 0, RP_NOISE_DONE, 0, 1 },      { 0, RP_NOISE_DONE, 1, 1 },
+        { 1, RINGP2P_ESIGNATURE, 1, 1 }, { 2, RINGP2P_ESIGNATURE, 1, 1 },
+        { 0, RP_NOISE_DONE, 2, 1 },
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        rp_noise_hs res;
+        rp_noise_hs_init(&res, false, NULL, 0, s_priv, NULL);
+        uint8_t tbs[RP_NOISE_SIG_PREFIX_LEN + 32];
+        memcpy(tbs, RP_NOISE_SIG_PREFIX, RP_NOISE_SIG_PREFIX_LEN);
+        memcpy(tbs + RP_NOISE_SIG_PREFIX_LEN, res.s_pub, 32);
+        if (cases[c].tamper == 1) tbs[RP_NOISE_SIG_PREFIX_LEN] ^= 1;
+        ssize_t sl = ringp2p_privkey_sign(kr, tbs, sizeof(tbs), sig, sizeof(sig));
+        const uint8_t *k = cases[c].tamper == 2 ? okey : key;
+        size_t klen = (size_t)(cases[c].tamper == 2 ? okl : kl);
+        ssize_t pl =
+            rp_noise_payload_encode(k, klen, sig, (size_t)sl, NULL, 0, payload, sizeof(payload));
+        ringp2p_errinfo ei = { 0 };
+        int r = initiator_against_payload_vc(ki, payload, (size_t)pl, &res, vc, &ei);
+        cr_assert_eq(r, cases[c].want, "case %zu: got %d (%s)", c, r, ei.msg);
+        uint64_t hits, ins;
+        rp_noise_vcache_stats(vc, &hits, &ins);
+        cr_assert_eq(hits, cases[c].hits, "case %zu: %llu hits", c, (unsigned long long)hits);
+        cr_assert_eq(ins, cases[c].inserted, "case %zu: %llu inserted", c, (unsigned long long)ins);
+        rp_noise_hs_clear(&res);
+    }
+    rp_noise_vcache_free(vc);
+    rp_noise_vcache_free(NULL);
+    ringp2p_privkey_free(ki);
+    ringp2p_privkey_free(kr);
+    ringp2p_privkey_free(other);
 }
 
 Test(noise, bad_identity_payloads_are_refused)
@@ -1199,4 +1259,56 @@ Test(noise, fixed_keys_make_a_deterministic_transcript)
     cr_assert_arr_eq(t[0] + 2, e1_pub, 32);
     ringp2p_privkey_free(k1);
     ringp2p_privkey_free(k2);
+}
+
+/*
+ * A node's shared static key (noise/README.md allows one for all sessions):
+ * every session that takes it presents the same static key, each handshake
+ * still authenticates (signature made once, verified by each peer) and the
+ * transport keys differ per session (fresh ephemerals). Without one, each
+ * session makes its own.
+ */
+Test(noise, shared_static_key_across_sessions)
+{
+    ringp2p_privkey *kr = gen(RINGP2P_KEY_ED25519), *ki = gen(RINGP2P_KEY_SECP256K1);
+    ringp2p_errinfo ei;
+    rp_noise_static *st = NULL;
+    cr_assert_eq(rp_noise_static_new(NULL, &st, &ei), RINGP2P_EINVAL);
+    cr_assert_eq(rp_noise_static_new(kr, &st, &ei), 0, "%s", ei.msg);
+    ringp2p_peer_id want_r;
+    ringp2p_peer_id_from_pubkey(ringp2p_privkey_public(kr), &want_r);
+    uint8_t seen[3][RP_NOISE_DHLEN], sent[3][64];
+    for (int run = 0; run < 3; run++) {
+        rp_noise_config ci = cfg_of(ki, true), cr = cfg_of(NULL, false);
+        ci.expected_peer = &want_r;
+        if (run < 2) {
+            cr.static_key = st; /* runs 0 and 1 share it; the identity is not needed */
+        } else {
+            cr.identity = kr; /* run 2: a key of its own */
+        }
+        struct end a, b;
+        end_open(&a, &ci);
+        end_open(&b, &cr);
+        handshake(&a, &b);
+        cr_assert_eq(a.last, RP_NOISE_DONE, "initiator: %s", a.ei.msg);
+        cr_assert_eq(b.last, RP_NOISE_DONE, "responder: %s", b.ei.msg);
+        cr_assert(ringp2p_peer_id_equal(rp_noise_remote_peer(a.s), &want_r));
+        memcpy(seen[run], rp_noise_remote_static(a.s), RP_NOISE_DHLEN);
+        check_pair_talks(&a, &b);
+        /* the first transport message of the same plaintext differs: fresh keys */
+        uint8_t msg[16] = { 0 };
+        size_t before = b.len;
+        send_bytes(&a, &b, msg, sizeof(msg));
+        memcpy(sent[run], b.rx + before, rp_noise_sealed_len(sizeof(msg)));
+        end_close(&a);
+        end_close(&b);
+    }
+    cr_assert_arr_eq(seen[0], rp_noise_static_public(st), RP_NOISE_DHLEN);
+    cr_assert_arr_eq(seen[1], rp_noise_static_public(st), RP_NOISE_DHLEN);
+    cr_assert_arr_neq(seen[2], seen[0], RP_NOISE_DHLEN);
+    cr_assert_arr_neq(sent[0], sent[1], rp_noise_sealed_len(16));
+    rp_noise_static_free(st);
+    rp_noise_static_free(NULL);
+    ringp2p_privkey_free(kr);
+    ringp2p_privkey_free(ki);
 }
