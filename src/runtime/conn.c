@@ -1070,6 +1070,26 @@ static void on_connect_cqe(rp_shard *sh, rp_conn *c, const struct io_uring_cqe *
     conn_unref(c);
 }
 
+int rp_conn_adopt(rp_shard *sh, int fd, bool inbound, rp_conn **out)
+{
+    ON_SHARD(sh);
+    if (fd < 0 || out == NULL) return RINGP2P_EINVAL;
+    if (sh->stop_begun || atomic_load_explicit(&sh->rt->stopping, memory_order_relaxed))
+        return RINGP2P_ECLOSED;
+    rp_conn *c = conn_new(sh, fd, inbound);
+    if (c == NULL) return RINGP2P_ENOMEM;
+    c->zc_ok = false; /* not necessarily TCP: AF_UNIX refuses SEND_ZC */
+    c->state = RP_CONN_OPEN;
+    c->delivered = true;
+    if (inbound)
+        RP_STAT_ADD(sh, conns_accepted, 1);
+    else
+        RP_STAT_ADD(sh, conns_dialed, 1);
+    RP_STAT_ADD(sh, conns_open, 1);
+    *out = c;
+    return 0;
+}
+
 /* ---- listen and accept -------------------------------------------------------------------- */
 
 typedef struct arm_msg {

@@ -278,4 +278,17 @@ typedef struct rp_dial_opts {
 int rp_dial(rp_shard *sh, const struct sockaddr *addr, socklen_t addrlen, const rp_dial_opts *opts,
             rp_dial_fn done, void *arg);
 
+/* ---- adopt -------------------------------------------------------------------------------- */
+
+/*
+ * Shard `sh`. Makes `fd`, a connected stream socket made elsewhere (one end
+ * of a socketpair, for instance), a connection of sh: the runtime owns the fd
+ * from a successful call on (it closes it) and the connection behaves like a
+ * dialed (or, if `inbound`, accepted) one, except that it never uses SEND_ZC
+ * (AF_UNIX has none). The caller must call rp_conn_set_cbs (or rp_conn_abort)
+ * before returning to the loop. Errors (fd untouched, still the caller's):
+ * RINGP2P_EINVAL, RINGP2P_ECLOSED (stopping), RINGP2P_ENOMEM.
+ */
+int rp_conn_adopt(rp_shard *sh, int fd, bool inbound, rp_conn **out);
+
 #endif

@@ -46,6 +46,10 @@
  * Measured with bench/tcp_throughput (docs/PERFORMANCE.md): 512 buffers cost
  * 1.25-1.29x more time and 1.2x more CPU per byte than 32, and with 64
  * connections 32 still won (1.25x vs 0.67x iperf3) despite ENOBUFS pauses.
+ * Larger buffers (16 x 128 KiB, 8 x 256 KiB) cut the secure channels' records
+ * split across two buffers (copied by the host) but made the sending end
+ * dearer: its process pays for waking the receiver, which idles more often
+ * (docs/PERFORMANCE.md, "Receive buffers larger than a record").
  */
 #define RP_RUNTIME_RECV_BUF_COUNT_DEFAULT 32u          /* power of two, at most 32768 */
 #define RP_RUNTIME_SEND_CHUNK_DEFAULT     (64u * 1024) /* rp_conn_send copies into chunks this big */
