@@ -39,7 +39,7 @@ typedef struct ringp2p_stream ringp2p_stream;
 /* ---- configuration ------------------------------------------------------------------------ */
 
 /* A config with the defaults: fresh Ed25519 identity, no listen address, security
- * "noise", muxers "yamux", one shard per CPU. NULL when out of memory. */
+ * "noise,tls", muxers "yamux", one shard per CPU. NULL when out of memory. */
 RINGP2P_API ringp2p_config *ringp2p_config_new(void);
 RINGP2P_API void ringp2p_config_free(ringp2p_config *cfg);
 
@@ -47,7 +47,10 @@ RINGP2P_API void ringp2p_config_free(ringp2p_config *cfg);
 RINGP2P_API int ringp2p_config_identity(ringp2p_config *cfg, const ringp2p_privkey *key);
 
 /* Adds a listen address ("/ip4/0.0.0.0/tcp/4001"). Errors: parse errors, RINGP2P_EUNSUPPORTED
- * (no transport for it). */
+ * (no transport for it). A node that listens dials from its listen port (SO_REUSEPORT, as
+ * go-libp2p's TCP transport does: a listen address of the same family, wildcard or matching
+ * loopback-ness), so peers observe the address a hole punch comes from (DCUtR); when that
+ * address pair is taken the dial uses an ephemeral port instead. */
 RINGP2P_API int ringp2p_config_listen(ringp2p_config *cfg, const char *maddr, ringp2p_errinfo *ei);
 
 /* Preference lists, comma-separated names: security "noise,tls,signed,plaintext", muxers
@@ -62,13 +65,14 @@ RINGP2P_API int ringp2p_config_shards(ringp2p_config *cfg, unsigned n);
 
 /* Named limits with defaults; each is documented where it is defined (node.c). */
 typedef enum ringp2p_limit {
-    RINGP2P_LIMIT_DIAL_TIMEOUT_MS,        /* dial + security + muxer; default 10000 */
-    RINGP2P_LIMIT_STREAMS_INBOUND,        /* concurrent inbound streams per connection */
-    RINGP2P_LIMIT_STREAMS_UNACKED,        /* inbound streams not yet accepted */
-    RINGP2P_LIMIT_STREAM_WINDOW_MAX,      /* yamux receive window ceiling, bytes */
-    RINGP2P_LIMIT_STREAM_WRITE_HIGH,      /* queued bytes per stream that stop writes */
-    RINGP2P_LIMIT_CONNECTIONS,            /* total connections */
-    RINGP2P_LIMIT_NEGOTIATION_TIMEOUT_MS, /* multistream per stream */
+    RINGP2P_LIMIT_DIAL_TIMEOUT_MS,         /* dial + security + muxer; default 10000 */
+    RINGP2P_LIMIT_STREAMS_INBOUND,         /* concurrent inbound streams per connection */
+    RINGP2P_LIMIT_STREAMS_UNACKED,         /* inbound streams not yet accepted */
+    RINGP2P_LIMIT_STREAM_WINDOW_MAX,       /* yamux receive window ceiling, bytes */
+    RINGP2P_LIMIT_STREAM_WRITE_HIGH,       /* queued bytes per stream that stop writes */
+    RINGP2P_LIMIT_CONNECTIONS,             /* total connections */
+    RINGP2P_LIMIT_NEGOTIATION_TIMEOUT_MS,  /* multistream per stream */
+    RINGP2P_LIMIT_AUTONAT_DIAL_TIMEOUT_MS, /* AutoNAT server: one dial-back; default 15000 */
 } ringp2p_limit;
 RINGP2P_API int ringp2p_config_limit(ringp2p_config *cfg, ringp2p_limit which, uint64_t value);
 
@@ -76,13 +80,148 @@ RINGP2P_API int ringp2p_config_limit(ringp2p_config *cfg, ringp2p_limit which, u
 RINGP2P_API void ringp2p_config_log(ringp2p_config *cfg, ringp2p_log_level level,
                                     ringp2p_log_sink sink, void *ctx);
 
+/*
+ * Circuit relay v2, the relay side (libp2p specs relay/circuit-v2.md). When
+ * enabled the node serves /libp2p/circuit/relay/0.2.0/hop: a RESERVE gets a
+ * reservation (our advertised addresses and a voucher signed with the node's
+ * key) that lasts reservation_ttl_s or until the peer's last connection to us
+ * closes; a CONNECT to a peer holding one opens /libp2p/circuit/relay/0.2.0/stop
+ * to it over the connection it already has to us (the relay never dials a
+ * target) and, once the target accepts, relays bytes both ways. A relayed
+ * connection that passes `data` bytes in one direction, or lasts `duration_s`,
+ * is reset at both ends (the spec and js-libp2p; go-libp2p half-closes the
+ * spent direction instead).
+ *
+ * Limits (defaults are go-libp2p's relay.DefaultResources):
+ *   reservation_ttl_s        3600; > 0
+ *   max_reservations         128 held at once; > 0 (a renewal does not count twice)
+ *   max_reservations_per_ip  8 from one IP address; 0: no limit
+ *   max_circuits             16 relayed connections a peer may be part of at once; > 0
+ *   duration_s               120 per relayed connection; 0: no limit
+ *   data                     131072 bytes per direction per relayed connection; 0: no limit
+ * With both duration_s and data 0 the relay announces no limit at all.
+ */
+typedef struct ringp2p_relay_limits {
+    uint64_t reservation_ttl_s;
+    uint32_t max_reservations;
+    uint32_t max_reservations_per_ip;
+    uint32_t max_circuits;
+    uint32_t duration_s;
+    uint64_t data;
+} ringp2p_relay_limits;
+
+/* Fills *l with the defaults above. */
+RINGP2P_API void ringp2p_relay_limits_default(ringp2p_relay_limits *l);
+
+/* Enables (or disables) the relay service with `limits` (copied; NULL: the defaults).
+ * Errors: RINGP2P_EINVAL (a limit that must be > 0 is 0). Off by default. */
+RINGP2P_API int ringp2p_config_relay_service(ringp2p_config *cfg, bool enabled,
+                                             const ringp2p_relay_limits *limits);
+
+/*
+ * Circuit relay v2, the client side (on by default). The node dials
+ * RELAY/p2p/R/p2p-circuit/p2p/PEER addresses: it connects to the relay (or
+ * reuses a connection to it), asks it over /libp2p/circuit/relay/0.2.0/hop to
+ * CONNECT to PEER, and runs security and the muxer over that relayed stream, as
+ * over TCP; and it serves /libp2p/circuit/relay/0.2.0/stop, so peers reach it
+ * through relays it holds a reservation on (or any relay: the spec does not
+ * ask for one). Such connections have `relayed` set in ringp2p_conn_info, and
+ * `limited` when the relay announced limits (by default a relay resets a
+ * relayed connection after 2 min or 128 KiB each way). new_stream prefers a
+ * direct connection to a relayed one when both exist.
+ */
+RINGP2P_API void ringp2p_config_relay_client(ringp2p_config *cfg, bool enabled);
+
+/*
+ * Adds a relay to reserve on: its TCP address with /p2p/<relay id>. After start
+ * the node connects to each relay and reserves a slot (RESERVE); every answer,
+ * renewal (five minutes before expiry), refusal and loss of the connection to
+ * the relay raises RINGP2P_EVENT_RESERVATION; a failed or lost reservation is
+ * retried with exponential backoff (2 s up to 5 min). While a reservation is
+ * held the node advertises RELAYADDR/p2p/R/p2p-circuit (for the address it
+ * reached the relay on and the addresses the relay reported, at most 4 per
+ * relay) in identify and in its signed peer record. Ignored with the relay client off
+ * (ringp2p_config_relay_client). Errors: parse errors,
+ * RINGP2P_EMULTIADDR (no /p2p/ at the end, or a /p2p-circuit address),
+ * RINGP2P_EUNSUPPORTED (not TCP), RINGP2P_ELIMIT (more than 8 relays).
+ */
+RINGP2P_API int ringp2p_config_relay(ringp2p_config *cfg, const char *maddr, ringp2p_errinfo *ei);
+
+/*
+ * AutoNAT v1 (libp2p specs autonat/autonat-v1.md): is this node reachable from outside?
+ *
+ * Client (on by default): once connected peers that serve AutoNAT are known (their identify
+ * lists /libp2p/autonat/1.0.0), the node asks one of them at a time, on go-libp2p's schedule
+ * (at once when the first such server appears, then every 90 s while unsure and every 15 min
+ * once sure), to dial it back on its advertised addresses and on the address that server
+ * observed it at (identify's observedAddr). go-libp2p's confidence rule turns the answers into
+ * a reachability; every change raises RINGP2P_EVENT_REACHABILITY.
+ *
+ * Server (off by default): serves /libp2p/autonat/1.0.0. It dials back only the requested
+ * addresses on the IP the request came from, each on a new connection that must prove the
+ * requester's peer ID and is then closed, within 15 s (RINGP2P_LIMIT_AUTONAT_DIAL_TIMEOUT_MS);
+ * at most 3 dial-backs per peer and 30 in all per minute (go-libp2p's limits); a failure is
+ * answered no sooner than that timeout, so the service reveals no timing (it is no port
+ * scanner); a client waits 30 s for an answer, so a longer timeout only makes clients give up
+ * first, and a shorter one (tests) may miss slow peers. Off by default because it makes the node
+ * dial addresses on request; unlike go-libp2p, an enabled server serves even while its own
+ * reachability is private (a dial-back goes out through a NAT as well as any dial).
+ *
+ * ALLOW_PRIVATE: private and unroutable addresses count (client) and are dialed (server). By
+ * go-libp2p's rule only public IPs do: 10/8, 172.16/12, 192.168/16, 127/8, 100.64/10 and the
+ * documentation ranges such as 203.0.113/24 never do without it.
+ */
+#define RINGP2P_AUTONAT_CLIENT        0x1u /* probe our reachability (default) */
+#define RINGP2P_AUTONAT_SERVER        0x2u /* serve dial-backs to others */
+#define RINGP2P_AUTONAT_ALLOW_PRIVATE 0x4u /* private IPs count and are dialed */
+
+/* Sets the AutoNAT flags above (replacing RINGP2P_AUTONAT_CLIENT, the default; 0 turns
+ * AutoNAT off). Errors: RINGP2P_EINVAL (an unknown bit). */
+RINGP2P_API int ringp2p_config_autonat(ringp2p_config *cfg, unsigned flags);
+
+/*
+ * DCUtR (libp2p specs relay/DCUtR.md), on by default with the relay client: hole
+ * punching over relayed connections. The node serves /libp2p/dcutr; when it receives a
+ * relayed connection from a peer whose identify lists the protocol, it first dials the
+ * peer's public addresses directly if it knows any, then, up to 3 times, exchanges
+ * addresses with it over the relayed connection (our listen addresses and the addresses
+ * peers observe us at, confirmed or not), measures the round trip, and both sides dial
+ * each other at the same moment from their listen port (TCP simultaneous open through
+ * port-preserving NATs). Each hole-punch dial gets the node's dial timeout
+ * (RINGP2P_LIMIT_DIAL_TIMEOUT_MS). The outcome is RINGP2P_EVENT_HOLEPUNCH. A node without
+ * a listen address has nothing to offer: its hole punches end at once with RINGP2P_ENOENT.
+ *
+ * ALLOW_PRIVATE: private and unroutable addresses (go-libp2p's rule, as for AutoNAT) are
+ * offered and dialed too; loopback ones only when the relay itself is on loopback.
+ */
+#define RINGP2P_DCUTR_ON            0x1u /* hole punching (default) */
+#define RINGP2P_DCUTR_ALLOW_PRIVATE 0x2u /* private IPs are offered and dialed */
+
+/* Sets the DCUtR flags above (RINGP2P_DCUTR_ON is the default; 0 turns DCUtR off).
+ * Errors: RINGP2P_EINVAL (an unknown bit, or ALLOW_PRIVATE without ON). */
+RINGP2P_API int ringp2p_config_dcutr(ringp2p_config *cfg, unsigned flags);
+
+typedef enum ringp2p_reachability {
+    RINGP2P_REACHABILITY_UNKNOWN = 0,
+    RINGP2P_REACHABILITY_PUBLIC,
+    RINGP2P_REACHABILITY_PRIVATE,
+} ringp2p_reachability;
+
+/* "unknown", "public", "private". */
+RINGP2P_API const char *ringp2p_reachability_name(ringp2p_reachability r);
+
 /* ---- node events -------------------------------------------------------------------------- */
 
 typedef enum ringp2p_event_type {
-    RINGP2P_EVENT_CONNECTED,    /* a connection finished its upgrade */
-    RINGP2P_EVENT_DISCONNECTED, /* a connection closed (err says why) */
-    RINGP2P_EVENT_IDENTIFIED,   /* identify (or a push) from a peer was applied */
-    RINGP2P_EVENT_ADDRS_CHANGED /* our own advertised addresses changed */
+    RINGP2P_EVENT_CONNECTED,         /* a connection finished its upgrade */
+    RINGP2P_EVENT_DISCONNECTED,      /* a connection closed (err says why) */
+    RINGP2P_EVENT_IDENTIFIED,        /* identify (or a push) from a peer was applied */
+    RINGP2P_EVENT_ADDRS_CHANGED,     /* our own advertised addresses changed */
+    RINGP2P_EVENT_RELAY_RESERVATION, /* relay service: a peer made or renewed a reservation */
+    RINGP2P_EVENT_RELAY_CIRCUIT,     /* relay service: a relayed connection ended (err says why) */
+    RINGP2P_EVENT_REACHABILITY,      /* AutoNAT: our reachability changed (ev->reachability) */
+    RINGP2P_EVENT_RESERVATION, /* relay client: our reservation on a relay (ev->reservation) */
+    RINGP2P_EVENT_HOLEPUNCH    /* DCUtR: a hole punch to a peer ended (ev->holepunch) */
 } ringp2p_event_type;
 
 /* What a callback is told about a connection; valid during the callback only. */
@@ -90,19 +229,82 @@ typedef struct ringp2p_conn_info {
     ringp2p_peer_id peer;
     const ringp2p_multiaddr *remote_addr;
     const ringp2p_multiaddr *local_addr;
-    bool inbound;
-    bool relayed;
+    bool inbound;         /* the peer dialed; a hole-punched one: we had the server role (B) */
+    bool relayed;         /* over a circuit relay (remote_addr RELAY/p2p-circuit/p2p/PEER) */
+    bool limited;         /* relayed with limits the relay announced (it resets past them) */
     const char *security; /* "/noise" */
     const char *muxer;    /* "/yamux/1.0.0" */
     uint64_t id;          /* unique per connection over the node's life */
     unsigned shard;
 } ringp2p_conn_info;
 
+/*
+ * What the relay service tells about a reservation or a relayed connection
+ * (ringp2p_config_relay_service); valid during the callback only.
+ */
+typedef struct ringp2p_relay_info {
+    ringp2p_peer_id src;   /* RESERVATION: the reserving peer; CIRCUIT: the initiator */
+    ringp2p_peer_id dst;   /* CIRCUIT: the target (the peer holding the reservation) */
+    uint64_t expire;       /* RESERVATION: Unix seconds */
+    uint64_t bytes_to_dst; /* CIRCUIT: bytes relayed from src to dst */
+    uint64_t bytes_to_src; /* CIRCUIT: bytes relayed from dst to src */
+    uint64_t duration_ms;  /* CIRCUIT: from the target's answer to the end */
+} ringp2p_relay_info;
+
+/*
+ * Our reservation on a relay (ringp2p_config_relay); valid during the callback only.
+ * ok: made or renewed, until `expire`. Otherwise `error` says why: the relay refused
+ * (its status, e.g. a node that does not serve the hop protocol or is full), it could
+ * not be reached, or `lost`: a reservation we held ended because the connection to
+ * the relay closed. Failures are retried with backoff.
+ */
+typedef struct ringp2p_reservation_info {
+    ringp2p_peer_id relay;
+    const ringp2p_multiaddr *relay_addr; /* as configured, with /p2p/<relay> */
+    bool ok;
+    bool lost;
+    uint64_t expire;   /* ok: Unix seconds */
+    const char *error; /* !ok: what went wrong */
+} ringp2p_reservation_info;
+
+/*
+ * A hole punch (ringp2p_config_dcutr) ended; valid during the callback only. The
+ * initiator (the node that received the relayed connection) reports once per
+ * relayed connection, after its last attempt; the responder (the node that dialed
+ * through the relay) reports each exchange it answered. ok: a direct connection to
+ * `peer` exists (a CONNECTED event with `relayed` false came before this), new
+ * streams take it, and the relayed connection closes once no stream is open on it.
+ */
+typedef struct ringp2p_holepunch_info {
+    ringp2p_peer_id peer;
+    bool ok;
+    bool initiator;    /* we received the relayed connection and drove the exchange */
+    unsigned attempts; /* hole-punch attempts (0: a plain direct dial did it) */
+    uint64_t rtt_ns;   /* the round trip over the relay last measured (0: none) */
+    const char *error; /* !ok: what went wrong */
+} ringp2p_holepunch_info;
+
+/*
+ * An event. conn: CONNECTED, DISCONNECTED, IDENTIFIED and RELAY_RESERVATION (the connection
+ * the request came on); NULL for RELAY_CIRCUIT. err: DISCONNECTED: 0 or the reason;
+ * RELAY_CIRCUIT: 0 (both ends closed), RINGP2P_ELIMIT (the data limit), RINGP2P_ETIMEDOUT
+ * (the duration limit), or the reset or error that ended it. RELAY_CIRCUIT runs on the shard
+ * of one of the circuit's two streams; REACHABILITY (conn NULL) on the shard of the
+ * connection to the AutoNAT server whose answer changed it. RESERVATION (conn NULL): err 0
+ * when ok, else the error (RINGP2P_ECONNREFUSED: the relay refused), on some shard.
+ * HOLEPUNCH: conn is the relayed connection (NULL once it is gone); err 0 when ok, else
+ * why not (RINGP2P_ETIMEDOUT: the punch did not connect in time; RINGP2P_ENOENT: one side
+ * had no address to offer), on the relayed connection's shard.
+ */
 typedef struct ringp2p_event {
     ringp2p_event_type type;
-    const ringp2p_conn_info *conn; /* CONNECTED, DISCONNECTED, IDENTIFIED */
-    int err;                       /* DISCONNECTED: 0 or the reason */
-    const char *agent_version;     /* IDENTIFIED */
+    const ringp2p_conn_info *conn;
+    int err;
+    const char *agent_version;                   /* IDENTIFIED */
+    const ringp2p_relay_info *relay;             /* RELAY_RESERVATION, RELAY_CIRCUIT */
+    ringp2p_reachability reachability;           /* REACHABILITY: the new status */
+    const ringp2p_reservation_info *reservation; /* RESERVATION (conn NULL) */
+    const ringp2p_holepunch_info *holepunch;     /* HOLEPUNCH */
 } ringp2p_event;
 
 /* Node events, on the shard of the connection concerned. Must not block. */
@@ -127,10 +329,13 @@ RINGP2P_API void ringp2p_node_free(ringp2p_node *node);
 RINGP2P_API const ringp2p_peer_id *ringp2p_node_id(const ringp2p_node *node);
 
 /* The addresses we advertise, each with /p2p/<id> appended: the listen addresses after start
- * (ports resolved, wildcard addresses expanded to the interfaces' addresses) and observed
- * addresses that two peers confirmed. New caller-owned multiaddrs are written to
- * out[0..max); returns the total count. Any thread. */
+ * (ports resolved, wildcard addresses expanded to the interfaces' addresses), the circuit
+ * addresses of held relay reservations and observed addresses that two peers confirmed. New
+ * caller-owned multiaddrs are written to out[0..max); returns the total count. Any thread. */
 RINGP2P_API size_t ringp2p_node_addrs(ringp2p_node *node, ringp2p_multiaddr **out, size_t max);
+
+/* What AutoNAT's client believes now (UNKNOWN with the client off). Any thread. */
+RINGP2P_API ringp2p_reachability ringp2p_node_reachability(ringp2p_node *node);
 
 /* ---- streams ------------------------------------------------------------------------------ */
 
@@ -174,13 +379,27 @@ typedef void (*ringp2p_open_fn)(ringp2p_node *node, ringp2p_stream *s, int err,
 /*
  * Any thread. Opens a stream to the peer at `addr` speaking the first of
  * protocols[0..n) the peer accepts. `addr` is a TCP address, normally ending
- * in /p2p/<id> (without it, any peer there is accepted), or a bare /p2p/<id>
- * naming a peer we are connected to. A connection to that peer is reused,
+ * in /p2p/<id> (without it, any peer there is accepted), a bare /p2p/<id>
+ * naming a peer we are connected to, or a relayed address
+ * RELAY/p2p/R/p2p-circuit/p2p/<id> (ringp2p_config_relay_client; with the
+ * client off `fn` hears RINGP2P_EUNSUPPORTED). A connection to that peer is reused,
  * whichever shard owns it; otherwise one is dialed (a bare /p2p/<id> then
  * fails with RINGP2P_ENOENT). `addr` and `protocols` are read during the
  * call. Errors returned here: RINGP2P_EINVAL, RINGP2P_ECLOSED (not started
  * or stopping), RINGP2P_EUNSUPPORTED (no transport for `addr`),
  * RINGP2P_EPEERID, RINGP2P_ENOMEM; every other outcome reaches `fn`.
+ *
+ * Lazy negotiation (as go-libp2p does): with exactly one protocol, which the
+ * peer listed in identify on that connection, `fn` runs as soon as the
+ * proposal is queued, without waiting for the peer's answer, so what the
+ * stream writes travels with the proposal (a half-close waits for the answer:
+ * js-libp2p 3.3 loses a FIN that arrives with the proposal). Should the peer
+ * refuse after all,
+ * or not answer within RINGP2P_LIMIT_NEGOTIATION_TIMEOUT_MS, the open stream
+ * ends in on_close with RINGP2P_ENEGOTIATION (RINGP2P_ESTREAMRESET if the
+ * peer resets it as it refuses) or RINGP2P_ETIMEDOUT, and no byte the peer
+ * sent is delivered. With several protocols, or one the peer
+ * did not list, `fn` hears the outcome of the negotiation itself.
  */
 RINGP2P_API int ringp2p_node_new_stream(ringp2p_node *node, const ringp2p_multiaddr *addr,
                                         const char *const *protocols, size_t n, ringp2p_open_fn fn,
@@ -200,7 +419,11 @@ RINGP2P_API int ringp2p_stream_write_ref(ringp2p_stream *s, const void *data, si
 RINGP2P_API int ringp2p_stream_close_write(ringp2p_stream *s);
 /* Shard. Abort both directions; on_close follows with RINGP2P_ESTREAMRESET. */
 RINGP2P_API void ringp2p_stream_reset(ringp2p_stream *s);
-/* Shard. Backpressure on the read side: the peer's window stops growing while paused. */
+/* Shard. Backpressure on the read side: the peer's window stops growing while paused
+ * (yamux). mplex has no window: once the stream's unread bytes fill its buffer (4 MiB,
+ * RINGP2P_LIMIT_STREAM_WINDOW_MAX) the whole connection stops reading, so every stream on
+ * it waits, until the stream is resumed and has room, or is reset; if it reads nothing
+ * for 5 s meanwhile, it is reset (on_close with RINGP2P_ELIMIT). */
 RINGP2P_API void ringp2p_stream_pause_read(ringp2p_stream *s);
 RINGP2P_API void ringp2p_stream_resume_read(ringp2p_stream *s);
 

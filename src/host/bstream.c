@@ -7,7 +7,9 @@
  *     malloc'd chunks (the shard produces, the one user thread consumes); an
  *     eventfd wakes the thread. When RP_BSTREAM_RX_HIGH bytes are unread (or
  *     the ring is full) the shard pauses the stream's reading, so yamux stops
- *     crediting the peer; the thread asks for a resume below RP_BSTREAM_RX_LOW.
+ *     crediting the peer (mplex cannot slow it: a stream left paused is reset
+ *     at mplex's buffer limit); the thread asks for a resume below
+ *     RP_BSTREAM_RX_LOW.
  *   thread -> shard: writes, half-close and close are tasks posted to the
  *     owning shard (rp_runtime_post: one push on its MPSC inbox). Bytes posted
  *     and not yet accepted by the stream are counted; the writer waits on the

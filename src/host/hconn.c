@@ -4,7 +4,7 @@
  *
  * Lifetimes: an rp_hconn lives from the dial (or accept) until the runtime's
  * on_close for its socket (or the dial failure); streams live from their
- * yamux open until reaped after on_close. Nothing is freed while a callback
+ * muxer open until reaped after on_close. Nothing is freed while a callback
  * into the application may be on the stack: finished streams move to a dead
  * list reaped at the top level of each entry point, and connections are only
  * freed from the runtime's on_close, which runs outside every other callback.
@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "host/dcutr_svc.h"
 #include "host/host.h"
 #include "multiformats/multiaddr.h"
 #include "transport/tcp.h"
@@ -43,7 +44,7 @@ typedef struct rseg {
 
 struct ringp2p_stream {
     rp_hconn *hc;
-    rp_yamux_stream *ys;
+    rp_hmux_stream *ms; /* the muxer's stream; NULL once finished */
     ringp2p_stream *next, *prev, *dead_next;
     int state;
     bool outbound, finished, reaped_ok;
@@ -77,12 +78,22 @@ struct rp_hconn {
     const char *sec_protos[RP_HOST_SECURITY_MAX];
     const rp_hsec_ops *sec; /* chosen by multistream-select; NULL before */
     void *sess;             /* its session */
-    rp_yamux *ymx;
+    const rp_hmux_ops *mux; /* the negotiated muxer; NULL before */
+    void *mx;               /* its session */
     uint8_t *pre;
     size_t pre_len;
     uint8_t *rx;
     size_t rx_len;
-    rp_timer deadline, ytimer;
+    rp_timer deadline, mtimer;
+    /*
+     * The muxer is blocked on a full stream (mplex): reads are paused, the
+     * plaintext it has not taken waits here in order (backlog), btimer fires
+     * at the block deadline. rx_feeding guards against re-entry.
+     */
+    bool rx_blocked;
+    int rx_feeding;
+    rseg *bl_head, *bl_tail;
+    rp_timer btimer;
     ringp2p_stream *streams, *dead;
     rp_hopen *waiting, *waiting_tail;
     rp_hconn *flush_next;
@@ -95,6 +106,12 @@ struct rp_hconn {
     char *agent;
     rp_identify_peer *idp; /* what identify told us about the peer; NULL before */
     bool counted;          /* included in the node's nconns */
+    bool probe;            /* rp_host_probe_dial: never reused, closed once secured */
+    uint64_t probe_deadline;
+    bool punch;       /* a DCUtR hole-punch dial (rp_hopen.punch): not reused before it is ready */
+    bool bound;       /* dialed from a listen port (rp_host_dial_local) */
+    bool close_idle;  /* rp_hconn_close_when_idle: closes once no stream is left */
+    bool idle_posted; /* ... and a check is posted */
     int fail_err;
     ringp2p_errinfo fail_ei;
     int busy;
@@ -107,7 +124,10 @@ static void uncount(rp_hconn *hc);
 static void stream_finish(ringp2p_stream *s, int err, const ringp2p_errinfo *ei);
 static void stream_feed(ringp2p_stream *s);
 static void stream_deliver(ringp2p_stream *s, rp_rbuf *rbuf, const uint8_t *data, size_t len);
-static void start_yamux(rp_hconn *hc);
+static void stream_open_lazy(ringp2p_stream *s);
+static void idle_check(rp_hconn *hc);
+static void start_muxer(rp_hconn *hc);
+static void rx_resume(rp_hconn *hc);
 static void fail_msg(rp_hconn *hc, int err, const char *detail);
 
 static uint64_t now_of(rp_hconn *hc)
@@ -166,6 +186,8 @@ const rp_identify_peer *rp_host_conn_peer(const ringp2p_conn_info *ci)
 
 void rp_hconn_observed(rp_hconn *hc, const uint8_t *observed, size_t len)
 {
+    /* over a relayed connection the peer sees the relay, not us (go ignores these too) */
+    if (hc->info.relayed) return;
     rp_host_observed(hc->hs, &hc->info.peer, hc->remote_bin_len > 0 ? hc->remote_bin : NULL,
                      hc->remote_bin_len, hc->local_bin_len > 0 ? hc->local_bin : NULL,
                      hc->local_bin_len, observed, len);
@@ -187,11 +209,37 @@ static void send_plain(rp_hconn *hc, const void *data, size_t len)
     if (rp_conn_send(hc->c, data, len) != 0) conn_fail(hc, RINGP2P_ECLOSED, NULL);
 }
 
+/*
+ * Output the security session queued outside seal (the rest of a handshake
+ * flight, a reply to a post-handshake message, an alert). Sent after
+ * everything sealed before it; seal itself writes it ahead of new records.
+ */
+static void send_pending(rp_hconn *hc)
+{
+    if (hc->sec == NULL || hc->sec->pending == NULL || hc->c == NULL) return;
+    size_t n = hc->sec->pending(hc->sess);
+    if (n == 0) return;
+    uint8_t *buf = malloc(n);
+    if (buf == NULL) {
+        conn_fail(hc, RINGP2P_ENOMEM, NULL);
+        return;
+    }
+    n = hc->sec->take(hc->sess, buf, n);
+    if (n == 0) {
+        free(buf);
+        return;
+    }
+    if (rp_conn_send_ref(hc->c, buf, n, free_release, buf) != 0) {
+        free(buf);
+        conn_fail(hc, RINGP2P_ECLOSED, NULL);
+    }
+}
+
 static void send_sealed(rp_hconn *hc, const rp_iov *iov, size_t n)
 {
     size_t total = rp_iov_total(iov, n);
     if (total == 0 || hc->c == NULL) return;
-    size_t cap = hc->sec->sealed_len(total);
+    size_t cap = hc->sec->sealed_len(hc->sess, total);
     uint8_t *buf = malloc(cap);
     if (buf == NULL) {
         conn_fail(hc, RINGP2P_ENOMEM, NULL);
@@ -228,20 +276,21 @@ static uint8_t *mss_take(rp_mss *m, size_t *len)
     return b;
 }
 
-/* Seals every pending yamux frame of hc, then lets streams refill. */
+/* Seals every pending muxer frame of hc, then lets streams refill. */
 static void conn_flush(rp_hconn *hc)
 {
-    if (hc->phase != HC_READY || hc->ymx == NULL || hc->c == NULL) return;
+    if (hc->phase != HC_READY || hc->mx == NULL || hc->c == NULL) return;
     rp_hshard *hs = hc->hs;
+    const rp_hmux_ops *mux = hc->mux;
     hc->busy++;
     for (int round = 0; round < 64 && hc->phase == HC_READY; round++) {
-        while (rp_yamux_want_send(hc->ymx) && rp_conn_writable(hc->c)) {
-            rp_yamux_out out = { .hdr = hs->hdr,
-                                 .hdr_cap = sizeof(hs->hdr),
-                                 .iov = hs->iov,
-                                 .iov_cap = RP_HOST_SEAL_IOV,
-                                 .max_bytes = RP_HOST_SEAL_BATCH };
-            ssize_t n = rp_yamux_send(hc->ymx, &out, now_of(hc));
+        while (mux->want_send(hc->mx) && rp_conn_writable(hc->c)) {
+            rp_hmux_out out = { .hdr = hs->hdr,
+                                .hdr_cap = sizeof(hs->hdr),
+                                .iov = hs->iov,
+                                .iov_cap = RP_HOST_SEAL_IOV,
+                                .max_bytes = RP_HOST_SEAL_BATCH };
+            ssize_t n = mux->send(hc->mx, &out, now_of(hc));
             if (n <= 0) break;
             send_sealed(hc, out.iov, out.niov);
             if (hc->phase != HC_READY) break;
@@ -250,8 +299,8 @@ static void conn_flush(rp_hconn *hc)
         /* What was sealed is copied: free emitted chunks, feed more, tell writers. */
         bool more = false;
         for (ringp2p_stream *s = hc->streams; s != NULL; s = s->next) {
-            if (s->finished || s->ys == NULL) continue;
-            uint64_t emitted = rp_yamux_stream_emitted(s->ys);
+            if (s->finished || s->ms == NULL) continue;
+            uint64_t emitted = mux->emitted(s->ms);
             while (s->whead != NULL && s->whead->fed == s->whead->len &&
                    s->whead->end_off <= emitted) {
                 wchunk *w = s->whead;
@@ -264,8 +313,8 @@ static void conn_flush(rp_hconn *hc)
                 free(w);
             }
             stream_feed(s);
-            if (s->ys == NULL) continue;
-            uint64_t queued = s->w_total - rp_yamux_stream_emitted(s->ys);
+            if (s->ms == NULL) continue;
+            uint64_t queued = s->w_total - mux->emitted(s->ms);
             uint64_t high = rp_host_limit(hc->hs->node, RINGP2P_LIMIT_STREAM_WRITE_HIGH);
             if (s->want_writable && queued <= high / 2 && s->state == ST_OPEN && s->cbs != NULL) {
                 s->want_writable = false;
@@ -278,15 +327,14 @@ static void conn_flush(rp_hconn *hc)
             if (!s->finished && s->peer_fin && s->fin_sent && s->whead == NULL && s->eof_done)
                 stream_finish(s, 0, NULL);
         }
-        if (hc->phase == HC_READY && rp_yamux_want_send(hc->ymx) && rp_conn_writable(hc->c))
-            more = true;
+        if (hc->phase == HC_READY && mux->want_send(hc->mx) && rp_conn_writable(hc->c)) more = true;
         if (!more) break;
     }
-    if (hc->phase == HC_READY && hc->ymx != NULL) {
-        uint64_t t = rp_yamux_next_timeout(hc->ymx);
+    if (hc->phase == HC_READY && hc->mx != NULL) {
+        uint64_t t = mux->next_timeout(hc->mx);
         if (t != UINT64_MAX &&
-            (!rp_timer_armed(&hc->ytimer) || rp_timer_deadline(&hc->ytimer) != t))
-            rp_timer_arm(rp_shard_timers(hs->sh), &hc->ytimer, t);
+            (!rp_timer_armed(&hc->mtimer) || rp_timer_deadline(&hc->mtimer) != t))
+            rp_timer_arm(rp_shard_timers(hs->sh), &hc->mtimer, t);
     }
     hc->busy--;
 }
@@ -304,6 +352,7 @@ static void flush_task(rp_shard *sh, void *arg)
         hc->flush_queued = false;
         hc->flush_next = NULL;
         conn_flush(hc);
+        rx_resume(hc); /* a stream may have read, or gone, since the muxer blocked */
         conn_reap(hc);
     }
 }
@@ -334,14 +383,15 @@ static void flush_list_remove(rp_hconn *hc)
 
 /* ---- streams: writing --------------------------------------------------------------------- */
 
-/* Gives yamux as much of the stream's chunks as the window takes; FIN once all is fed. */
+/* Gives the muxer as much of the stream's chunks as it takes; FIN once all is fed. */
 static void stream_feed(ringp2p_stream *s)
 {
-    if (s->ys == NULL || s->finished) return;
+    if (s->ms == NULL || s->finished) return;
+    const rp_hmux_ops *mux = s->hc->mux;
     bool gave = false;
     for (wchunk *w = s->whead; w != NULL; w = w->next) {
         if (w->fed == w->len) continue;
-        ssize_t n = rp_yamux_stream_write(s->ys, w->data + w->fed, w->len - w->fed);
+        ssize_t n = mux->write(s->ms, w->data + w->fed, w->len - w->fed);
         if (n < 0) {
             stream_finish(s, (int)n, NULL);
             return;
@@ -356,9 +406,14 @@ static void stream_feed(ringp2p_stream *s)
             break;
     }
     bool all_fed = s->wtail == NULL || s->wtail->fed == s->wtail->len;
-    if (s->write_closed && !s->fin_sent && all_fed) {
+    /*
+     * A lazy open's FIN waits for the listener's echo: js-libp2p 3.3 loses a
+     * FIN that arrives with the proposal (its handler's read never ends).
+     */
+    bool lazy_pending = s->state == ST_OPEN && s->mss != NULL;
+    if (s->write_closed && !s->fin_sent && all_fed && !lazy_pending) {
         s->fin_sent = true;
-        rp_yamux_stream_close(s->ys);
+        mux->close(s->ms);
         gave = true;
     }
     if (gave) conn_mark_dirty(s->hc);
@@ -419,19 +474,23 @@ static void stream_mss_out(ringp2p_stream *s)
     size_t n;
     uint8_t *b = mss_take(s->mss, &n);
     if (b == NULL) return;
-    chunk_append(s, b, n, true, NULL, NULL);
-    free(b);
+    /* by reference: a copy would take a whole RP_HOST_WCHUNK for these few bytes */
+    if (chunk_append(s, b, n, false, free_release, b) < 0) {
+        free(b);
+        stream_finish(s, RINGP2P_ENOMEM, NULL);
+        return;
+    }
     stream_feed(s);
 }
 
 static uint64_t stream_queued(const ringp2p_stream *s)
 {
-    return s->w_total - (s->ys != NULL ? rp_yamux_stream_emitted(s->ys) : s->w_total);
+    return s->w_total - (s->ms != NULL ? s->hc->mux->emitted(s->ms) : s->w_total);
 }
 
 static int write_check(ringp2p_stream *s, size_t len)
 {
-    if (s->finished || s->write_closed || s->ys == NULL || s->state != ST_OPEN)
+    if (s->finished || s->write_closed || s->ms == NULL || s->state != ST_OPEN)
         return RINGP2P_ECLOSED;
     uint64_t high = rp_host_limit(s->hc->hs->node, RINGP2P_LIMIT_STREAM_WRITE_HIGH);
     if (stream_queued(s) >= high) {
@@ -523,7 +582,7 @@ static void stream_drain(ringp2p_stream *s)
             s->busy--;
         }
         rseg_free(g);
-        if (!s->finished && s->ys != NULL) rp_yamux_stream_consumed(s->ys, len, now_of(s->hc));
+        if (!s->finished && s->ms != NULL) s->hc->mux->consumed(s->ms, len, now_of(s->hc));
     }
     if (!s->finished && !s->paused && s->rhead == NULL && s->peer_fin && !s->eof_done &&
         s->state == ST_OPEN) {
@@ -539,13 +598,11 @@ static void stream_drain(ringp2p_stream *s)
     if (!s->finished) conn_mark_dirty(s->hc);
 }
 
-static void stream_queue(ringp2p_stream *s, rp_rbuf *rbuf, const uint8_t *data, size_t len)
+/* Keeps received bytes: holds the receive buffer they are in, or copies them (rbuf NULL). */
+static rseg *rseg_new(rp_rbuf *rbuf, const uint8_t *data, size_t len)
 {
     rseg *g = calloc(1, sizeof(*g));
-    if (g == NULL) {
-        stream_finish(s, RINGP2P_ENOMEM, NULL);
-        return;
-    }
+    if (g == NULL) return NULL;
     if (rbuf != NULL) {
         g->rbuf = rp_rbuf_hold(rbuf);
         g->data = data;
@@ -553,13 +610,22 @@ static void stream_queue(ringp2p_stream *s, rp_rbuf *rbuf, const uint8_t *data, 
         g->copy = malloc(len);
         if (g->copy == NULL) {
             free(g);
-            stream_finish(s, RINGP2P_ENOMEM, NULL);
-            return;
+            return NULL;
         }
         memcpy(g->copy, data, len);
         g->data = g->copy;
     }
     g->len = len;
+    return g;
+}
+
+static void stream_queue(ringp2p_stream *s, rp_rbuf *rbuf, const uint8_t *data, size_t len)
+{
+    rseg *g = rseg_new(rbuf, data, len);
+    if (g == NULL) {
+        stream_finish(s, RINGP2P_ENOMEM, NULL);
+        return;
+    }
     if (s->rtail != NULL)
         s->rtail->next = g;
     else
@@ -617,9 +683,50 @@ static void stream_negotiated(ringp2p_stream *s)
     if (!s->finished && s->cbs == NULL) stream_finish(s, RINGP2P_ESTREAMRESET, NULL);
 }
 
+/*
+ * A lazily negotiated outbound stream is open once its proposal is queued: the
+ * opener hears of it now. s->mss stays until the listener's echo is read
+ * (stream_deliver), and the negotiation timer keeps running until then: a
+ * peer that never answers resets the stream with RINGP2P_ETIMEDOUT (on_close).
+ */
+static void stream_open_lazy(ringp2p_stream *s)
+{
+    s->protocol = strdup(s->protos[0]);
+    if (s->protocol == NULL) {
+        stream_finish(s, RINGP2P_ENOMEM, NULL);
+        return;
+    }
+    s->state = ST_OPEN;
+    ringp2p_open_fn ofn = s->open_fn;
+    s->open_fn = NULL;
+    s->busy++;
+    ofn(s->hc->hs->node, s, 0, NULL, s->open_ctx);
+    s->busy--;
+    if (!s->finished && s->cbs == NULL) stream_finish(s, RINGP2P_ESTREAMRESET, NULL);
+}
+
 static void stream_deliver(ringp2p_stream *s, rp_rbuf *rbuf, const uint8_t *data, size_t len)
 {
-    if (s->finished || s->ys == NULL) return;
+    if (s->finished || s->ms == NULL) return;
+    if (s->state == ST_OPEN && s->mss != NULL) {
+        /* lazy open: the listener's header and echo come before the protocol's bytes */
+        ringp2p_errinfo ei;
+        ssize_t n = rp_mss_recv(s->mss, data, len, &ei);
+        if (n < 0) {
+            stream_finish(s, (int)n, &ei);
+            return;
+        }
+        s->hc->mux->consumed(s->ms, (size_t)n, now_of(s->hc));
+        if (rp_mss_status(s->mss) != RP_MSS_DONE) return;
+        rp_timer_cancel(&s->neg_timer);
+        free(s->mss);
+        s->mss = NULL;
+        if (s->write_closed && !s->fin_sent) stream_feed(s); /* the FIN held back */
+        if (s->finished) return;
+        data += n;
+        len -= (size_t)n;
+        if (len == 0) return;
+    }
     if (s->state == ST_NEG) {
         ringp2p_errinfo ei;
         ssize_t n = rp_mss_recv(s->mss, data, len, &ei);
@@ -629,13 +736,16 @@ static void stream_deliver(ringp2p_stream *s, rp_rbuf *rbuf, const uint8_t *data
             stream_finish(s, (int)n, &ei);
             return;
         }
-        rp_yamux_stream_consumed(s->ys, (size_t)n, now_of(s->hc));
+        s->hc->mux->consumed(s->ms, (size_t)n, now_of(s->hc));
         if (rp_mss_status(s->mss) != RP_MSS_DONE) return;
         stream_negotiated(s);
         data += n;
         len -= (size_t)n;
         if (len == 0 || s->finished) return;
     }
+    /* Not consumed until delivered: a paused stream holds back yamux's window
+     * credit, and under mplex it fills its buffer and then blocks the
+     * connection's reading (see the receive path). */
     if (s->paused || s->rhead != NULL || s->delivering) {
         stream_queue(s, rbuf, data, len);
         return;
@@ -647,7 +757,7 @@ static void stream_deliver(ringp2p_stream *s, rp_rbuf *rbuf, const uint8_t *data
         s->delivering = false;
         s->busy--;
     }
-    if (!s->finished && s->ys != NULL) rp_yamux_stream_consumed(s->ys, len, now_of(s->hc));
+    if (!s->finished && s->ms != NULL) s->hc->mux->consumed(s->ms, len, now_of(s->hc));
     if (!s->finished && s->rhead != NULL) stream_drain(s);
 }
 
@@ -658,7 +768,7 @@ static void neg_fired(rp_timer *t, void *arg)
     ringp2p_stream *s = arg;
     rp_hconn *hc = s->hc;
     (void)t;
-    if (s->finished || s->state != ST_NEG) return;
+    if (s->finished || s->mss == NULL) return; /* ST_NEG, or a lazy open awaiting its echo */
     ringp2p_errinfo ei = { RINGP2P_ETIMEDOUT, "" };
     snprintf(ei.msg, sizeof(ei.msg),
              "timed out: multistream-select on the stream did not finish in %llu ms",
@@ -695,14 +805,13 @@ static void stream_free(ringp2p_stream *s)
     }
     if (s->tbl != NULL) rp_htable_unref(s->tbl);
     free(s->mss);
-    for (size_t i = 0; i < s->nprotos; i++) free(s->protos[i]);
-    free(s->protos);
+    free(s->protos); /* one block with its strings (rp_hopen) */
     free(s->protocol);
     free(s);
 }
 
 /*
- * Ends s once: the opener or on_close hears `err`; yamux forgets the stream
+ * Ends s once: the opener or on_close hears `err`; the muxer forgets the stream
  * (reset unless both sides closed). The memory goes at the next reap.
  */
 static void stream_finish(ringp2p_stream *s, int err, const ringp2p_errinfo *ei)
@@ -711,12 +820,12 @@ static void stream_finish(ringp2p_stream *s, int err, const ringp2p_errinfo *ei)
     s->finished = true;
     rp_timer_cancel(&s->neg_timer);
     rp_hconn *hc = s->hc;
-    if (s->ys != NULL) {
-        if (err != 0) rp_yamux_stream_reset(s->ys);
-        rp_yamux_stream_release(s->ys);
-        s->ys = NULL;
+    if (s->ms != NULL) {
+        if (err != 0) hc->mux->reset(s->ms);
+        hc->mux->release(s->ms);
+        s->ms = NULL;
     }
-    if (err != 0) free_chunks(s); /* yamux dropped its references with the reset */
+    if (err != 0) free_chunks(s); /* the muxer dropped its references with the reset */
     ringp2p_node *node = hc->hs->node;
     s->busy++;
     if (s->outbound && s->state == ST_NEG && s->open_fn != NULL) {
@@ -743,6 +852,7 @@ static void stream_finish(ringp2p_stream *s, int err, const ringp2p_errinfo *ei)
     s->dead_next = hc->dead;
     hc->dead = s;
     if (hc->phase == HC_READY) conn_mark_dirty(hc);
+    if (hc->close_idle) idle_check(hc);
 }
 
 static void conn_reap(rp_hconn *hc)
@@ -778,21 +888,43 @@ void rp_hconn_open_stream(rp_hconn *hc, rp_hopen *o)
         hc->waiting_tail = o;
         return;
     }
+    if (o->conn_only) { /* a connection was all it asked for (dcutr_svc.c) */
+        ringp2p_open_fn fn = o->fn;
+        o->fn = NULL;
+        if (fn != NULL) fn(hc->hs->node, NULL, 0, NULL, o->ctx);
+        rp_hopen_free(o);
+        return;
+    }
     ringp2p_stream *s = stream_new(hc, true);
     if (s == NULL) {
         rp_hopen_fail(o, RINGP2P_ENOMEM, NULL);
         return;
     }
     s->mss = malloc(sizeof(*s->mss));
-    rp_yamux_stream *ys = NULL;
-    int r = s->mss == NULL ? RINGP2P_ENOMEM : rp_yamux_open(hc->ymx, s, &ys);
+    rp_hmux_stream *ms = NULL;
+    int r = s->mss == NULL ? RINGP2P_ENOMEM : hc->mux->open(hc->mx, s, &ms);
     ringp2p_errinfo ei = { 0 };
+    /*
+     * Lazy multistream-select (as go-libp2p's NewStream): one protocol that the
+     * peer's identify lists is taken as accepted, so the opener can write in
+     * the same flight as the proposal instead of a round trip later. The
+     * echo is still checked when it arrives; an "na" then ends the stream
+     * (on_close with RINGP2P_ENEGOTIATION) instead of failing the open.
+     */
+    bool lazy = r == 0 && o->nprotos == 1 && hc->idp != NULL &&
+                rp_identify_peer_supports(hc->idp, o->protos[0]);
     if (r == 0)
-        r = rp_mss_init_dialer(s->mss, (const char *const *)o->protos, o->nprotos, 0, &ei);
+        r = rp_mss_init_dialer(s->mss, (const char *const *)o->protos, o->nprotos,
+                               lazy ? RP_MSS_LAZY : 0, &ei);
+    else if (r == RINGP2P_ELIMIT)
+        snprintf(ei.msg, sizeof(ei.msg),
+                 "cannot open a %s stream: the connection's limit of open streams is reached",
+                 hc->mux->name);
     else
-        snprintf(ei.msg, sizeof(ei.msg), "cannot open a yamux stream: %s", ringp2p_strerror(r));
-    if (r == RINGP2P_EAGAIN && ys == NULL) {
-        /* open backlog full: wait for RP_YAMUX_EV_OPEN_READY */
+        snprintf(ei.msg, sizeof(ei.msg), "cannot open a %s stream: %s", hc->mux->name,
+                 ringp2p_strerror(r));
+    if (r == RINGP2P_EAGAIN && ms == NULL) {
+        /* open backlog full (yamux): wait for RP_HMUX_EV_OPEN_READY */
         s->finished = true;
         if (s->prev != NULL)
             s->prev->next = s->next;
@@ -808,7 +940,7 @@ void rp_hconn_open_stream(rp_hconn *hc, rp_hopen *o)
         hc->waiting_tail = o;
         return;
     }
-    s->ys = ys;
+    s->ms = ms;
     s->open_fn = o->fn;
     s->open_ctx = o->ctx;
     s->protos = o->protos;
@@ -823,6 +955,7 @@ void rp_hconn_open_stream(rp_hconn *hc, rp_hopen *o)
         return;
     }
     stream_mss_out(s);
+    if (lazy && !s->finished) stream_open_lazy(s);
 }
 
 static void run_waiting(rp_hconn *hc)
@@ -848,9 +981,10 @@ int rp_hconn_open_internal(rp_hconn *hc, const char *proto, ringp2p_open_fn fn, 
     rp_hopen *o = calloc(1, sizeof(*o));
     if (o == NULL) return RINGP2P_ENOMEM;
     o->node = hc->hs->node;
-    o->protos = calloc(1, sizeof(char *));
-    if (o->protos != NULL) o->protos[0] = strdup(proto);
-    if (o->protos == NULL || o->protos[0] == NULL) {
+    size_t plen = strlen(proto) + 1;
+    o->protos = malloc(sizeof(char *) + plen); /* one block, as rp_hopen_free expects */
+    if (o->protos != NULL) o->protos[0] = memcpy(o->protos + 1, proto, plen);
+    if (o->protos == NULL) {
         rp_hopen_free(o);
         return RINGP2P_ENOMEM;
     }
@@ -861,17 +995,17 @@ int rp_hconn_open_internal(rp_hconn *hc, const char *proto, ringp2p_open_fn fn, 
     return 0;
 }
 
-/* ---- yamux events ------------------------------------------------------------------------- */
+/* ---- muxer events ------------------------------------------------------------------------- */
 
-static void inbound_stream(rp_hconn *hc, rp_yamux_stream *ys)
+static void inbound_stream(rp_hconn *hc, rp_hmux_stream *ms)
 {
     ringp2p_stream *s = stream_new(hc, false);
     if (s == NULL) {
-        rp_yamux_stream_reset(ys);
-        rp_yamux_stream_release(ys);
+        hc->mux->reset(ms);
+        hc->mux->release(ms);
         return;
     }
-    s->ys = ys;
+    s->ms = ms;
     s->mss = malloc(sizeof(*s->mss));
     s->tbl = rp_htable_ref(hc->hs->handlers);
     if (s->mss == NULL || rp_mss_init_listener(s->mss, (const char *const *)s->tbl->names,
@@ -879,27 +1013,27 @@ static void inbound_stream(rp_hconn *hc, rp_yamux_stream *ys)
         stream_finish(s, RINGP2P_ENOMEM, NULL);
         return;
     }
-    rp_yamux_stream_accept(ys, s);
+    hc->mux->accept(ms, s);
     stream_mss_out(s);
 }
 
-static void yamux_events(rp_hconn *hc, rp_rbuf *rbuf)
+static void mux_events(rp_hconn *hc, rp_rbuf *rbuf)
 {
-    rp_yamux_event ev;
-    while (hc->ymx != NULL && rp_yamux_next_event(hc->ymx, &ev)) {
+    rp_hmux_event ev;
+    while (hc->mx != NULL && hc->mux->next_event(hc->mx, &ev)) {
         ringp2p_stream *s = ev.user;
         switch (ev.type) {
-        case RP_YAMUX_EV_STREAM_OPENED: inbound_stream(hc, ev.stream); break;
-        case RP_YAMUX_EV_STREAM_DATA:
+        case RP_HMUX_EV_OPENED: inbound_stream(hc, ev.stream); break;
+        case RP_HMUX_EV_DATA:
             if (s == NULL || s->finished)
-                rp_yamux_stream_consumed(ev.stream, ev.len, now_of(hc));
+                hc->mux->consumed(ev.stream, ev.len, now_of(hc));
             else
                 stream_deliver(s, rbuf, ev.data, ev.len);
             break;
-        case RP_YAMUX_EV_STREAM_FIN:
+        case RP_HMUX_EV_FIN:
             if (s == NULL || s->finished) break;
             s->peer_fin = true;
-            if (s->state == ST_NEG) {
+            if (s->mss != NULL) { /* still negotiating (ST_NEG, or a lazy open's echo) */
                 ringp2p_errinfo ei = { RINGP2P_ENEGOTIATION, "" };
                 snprintf(ei.msg, sizeof(ei.msg),
                          "no common protocol: the peer closed the stream during "
@@ -909,20 +1043,32 @@ static void yamux_events(rp_hconn *hc, rp_rbuf *rbuf)
                 stream_drain(s);
             }
             break;
-        case RP_YAMUX_EV_STREAM_RESET:
+        case RP_HMUX_EV_RESET:
             if (s != NULL && !s->finished) {
                 ringp2p_errinfo ei = { RINGP2P_ESTREAMRESET, "" };
-                snprintf(ei.msg, sizeof(ei.msg), "stream reset by the peer");
-                stream_finish(s, RINGP2P_ESTREAMRESET, &ei);
+                if (ev.err == RINGP2P_ELIMIT) {
+                    /* mplex: the stream's buffer stayed full until the block deadline */
+                    ei.code = RINGP2P_ELIMIT;
+                    snprintf(ei.msg, sizeof(ei.msg),
+                             "stream reset: its %s buffer was full and not read before the "
+                             "block timeout (the muxer has no flow control)",
+                             hc->mux->name);
+                    rp_logf(&hc->hs->node->log, RINGP2P_LOG_WARN, "host", "connection %llu: %s",
+                            (unsigned long long)hc->id, ei.msg);
+                } else {
+                    snprintf(ei.msg, sizeof(ei.msg), "stream reset by the peer");
+                }
+                stream_finish(s, ei.code, &ei);
             }
             break;
-        case RP_YAMUX_EV_STREAM_WRITABLE:
+        case RP_HMUX_EV_WRITABLE:
             if (s != NULL && !s->finished) stream_feed(s);
             break;
-        case RP_YAMUX_EV_OPEN_READY: run_waiting(hc); break;
-        case RP_YAMUX_EV_SESSION_ERROR: {
+        case RP_HMUX_EV_OPEN_READY: run_waiting(hc); break;
+        case RP_HMUX_EV_SESSION_ERROR: {
             ringp2p_errinfo ei = { ev.err, "" };
-            snprintf(ei.msg, sizeof(ei.msg), "yamux session ended: %s", ringp2p_strerror(ev.err));
+            snprintf(ei.msg, sizeof(ei.msg), "%s session ended: %s", hc->mux->name,
+                     ringp2p_strerror(ev.err));
             conn_flush(hc);
             conn_fail(hc, ev.err, &ei);
             return;
@@ -934,6 +1080,145 @@ static void yamux_events(rp_hconn *hc, rp_rbuf *rbuf)
 }
 
 /* ---- receive path ------------------------------------------------------------------------- */
+
+/*
+ * mplex has no flow control: when a stream's buffer is full its session stops
+ * at the next message for that stream (rp_hmux_ops.blocked) until the stream
+ * reads, is reset or released, or the block deadline passes (the muxer then
+ * resets it). Meanwhile the connection's reads are paused, so the kernel's
+ * buffer and then TCP's window fill and the peer slows down, and the
+ * plaintext already received waits in hc's backlog: held receive buffers
+ * (as a paused stream keeps its payload) or copies. Every other stream on
+ * the connection waits too; that is mplex's price (go-mplex blocks alike).
+ */
+
+/* Appends received plaintext the muxer has not taken to the backlog; false without memory. */
+static bool backlog_add(rp_hconn *hc, rp_rbuf *rbuf, const uint8_t *data, size_t len)
+{
+    if (len == 0) return true;
+    rseg *g = rseg_new(rbuf, data, len);
+    if (g == NULL) return false;
+    if (hc->bl_tail != NULL)
+        hc->bl_tail->next = g;
+    else
+        hc->bl_head = g;
+    hc->bl_tail = g;
+    return true;
+}
+
+static void backlog_free(rp_hconn *hc)
+{
+    while (hc->bl_head != NULL) {
+        rseg *g = hc->bl_head;
+        hc->bl_head = g->next;
+        rseg_free(g);
+    }
+    hc->bl_tail = NULL;
+    hc->rx_blocked = false;
+    rp_timer_cancel(&hc->btimer);
+}
+
+/* The muxer blocked: stop reading the connection and wake up at its deadline. */
+static void rx_block(rp_hconn *hc, uint64_t deadline)
+{
+    if (!hc->rx_blocked) {
+        hc->rx_blocked = true;
+        if (hc->c != NULL) rp_conn_recv_pause(hc->c);
+        uint64_t now = now_of(hc);
+        rp_logf(&hc->hs->node->log, RINGP2P_LOG_DEBUG, "host",
+                "connection %llu: a %s stream's buffer is full: reading paused "
+                "(the stream is reset if it does not read within %llu ms)",
+                (unsigned long long)hc->id, hc->mux->name,
+                (unsigned long long)(deadline > now ? (deadline - now) / 1000000 : 0));
+    }
+    if (!rp_timer_armed(&hc->btimer) || rp_timer_deadline(&hc->btimer) != deadline)
+        rp_timer_arm(rp_shard_timers(hc->hs->sh), &hc->btimer, deadline);
+}
+
+/*
+ * Gives [*p, end) to the muxer (an empty range only asks whether a block has
+ * ended) until it has taken everything or blocks on a full stream. True when
+ * blocked: *p is where it stopped and reads are paused. False when all was
+ * taken or the connection failed.
+ */
+static bool mux_feed(rp_hconn *hc, rp_rbuf *rbuf, const uint8_t **p, const uint8_t *end)
+{
+    bool blocked = false;
+    hc->rx_feeding++;
+    while (hc->phase == HC_READY) {
+        ringp2p_errinfo ei;
+        int r = hc->mux->receive(hc->mx, p, end, now_of(hc), &ei);
+        mux_events(hc, rbuf);
+        if (hc->phase != HC_READY) break;
+        if (r == RINGP2P_EAGAIN) {
+            uint64_t deadline;
+            /* asked after the events: a callback may have reset the stream meanwhile */
+            if (hc->mux->blocked(hc->mx, &deadline)) {
+                rx_block(hc, deadline);
+                blocked = true;
+                break;
+            }
+            conn_flush(hc); /* the event or control queue was full */
+            continue;
+        }
+        if (r < 0) {
+            conn_flush(hc);
+            conn_fail(hc, r, &ei);
+            break;
+        }
+        if (*p >= end) break;
+    }
+    hc->rx_feeding--;
+    return blocked;
+}
+
+/*
+ * Top level only (the flush task, the block timer): if the muxer was
+ * blocked, asks it again and feeds it the backlog; once all is taken and it
+ * is no longer blocked, reads resume (bytes the runtime kept come first).
+ */
+static void rx_resume(rp_hconn *hc)
+{
+    if (!hc->rx_blocked || hc->phase != HC_READY || hc->rx_feeding > 0) return;
+    static const uint8_t none[1];
+    bool moved = false;
+    hc->busy++;
+    while (hc->phase == HC_READY) {
+        rseg *g = hc->bl_head;
+        const uint8_t *p = g != NULL ? g->data : none, *end = g != NULL ? g->data + g->len : none;
+        bool blocked = mux_feed(hc, g != NULL ? g->rbuf : NULL, &p, end);
+        if (hc->phase != HC_READY) break;
+        if (g != NULL && p != g->data) moved = true;
+        if (blocked) {
+            if (g != NULL) {
+                g->len -= (size_t)(p - g->data);
+                g->data = p;
+            }
+            break;
+        }
+        moved = true;
+        if (g == NULL) {
+            hc->rx_blocked = false;
+            rp_timer_cancel(&hc->btimer);
+            if (hc->c != NULL) rp_conn_recv_resume(hc->c);
+            break;
+        }
+        hc->bl_head = g->next;
+        if (hc->bl_head == NULL) hc->bl_tail = NULL;
+        rseg_free(g);
+    }
+    hc->busy--;
+    /* output the delivery caused; when nothing moved, stay quiet until something does */
+    if (moved && hc->phase == HC_READY) conn_mark_dirty(hc);
+}
+
+static void btimer_fired(rp_timer *t, void *arg)
+{
+    rp_hconn *hc = arg;
+    (void)t;
+    rx_resume(hc);
+    conn_reap(hc);
+}
 
 static void plain_in(rp_hconn *hc, rp_rbuf *rbuf, const uint8_t *data, size_t len)
 {
@@ -957,30 +1242,65 @@ static void plain_in(rp_hconn *hc, rp_rbuf *rbuf, const uint8_t *data, size_t le
             return;
         }
         if (rp_mss_status(&hc->mss) != RP_MSS_DONE) return;
-        hc->info.muxer = RP_YAMUX_PROTOCOL_ID;
-        start_yamux(hc);
+        int idx = rp_mss_protocol_index(&hc->mss);
+        if (idx < 0 || (size_t)idx >= hc->hs->node->cfg.nmux) {
+            fail_msg(hc, RINGP2P_EPROTOCOL, "multistream-select agreed on no listed muxer");
+            return;
+        }
+        hc->info.muxer = hc->hs->node->cfg.muxers[idx];
+        start_muxer(hc);
         if (hc->phase != HC_READY) return;
         data += n;
         len -= (size_t)n;
     }
     if (hc->phase != HC_READY) return;
     const uint8_t *p = data, *end = data + len;
-    while (p < end && hc->phase == HC_READY) {
+    if (hc->rx_blocked || mux_feed(hc, rbuf, &p, end)) {
+        /* the rest of this buffer (and of the records after it) waits in order */
+        if (hc->phase == HC_READY && !backlog_add(hc, rbuf, p, (size_t)(end - p)))
+            conn_fail(hc, RINGP2P_ENOMEM, NULL);
+    }
+    if (hc->phase == HC_READY) conn_mark_dirty(hc);
+}
+
+/* Length of the frame whose header (frame_header_len bytes) is at h. */
+static size_t frame_len(const rp_hsec_ops *sec, const uint8_t *h)
+{
+    size_t o = sec->frame_len_off;
+    return sec->frame_header_len + ((size_t)h[o] << 8 | h[o + 1]);
+}
+
+/*
+ * Opens the whole frames [*p, end) holds and hands the plaintext on; *p ends
+ * at the first partial frame. 0, or -1 when the connection failed.
+ * RINGP2P_ECLOSED from open is the peer ending the secure channel (TLS
+ * close_notify): handled as the end of the connection. Output the session
+ * queued meanwhile (a KeyUpdate answer, an alert) is sent.
+ */
+static int open_all(rp_hconn *hc, rp_rbuf *rbuf, uint8_t **p, uint8_t *end)
+{
+    const rp_hsec_ops *sec = hc->sec;
+    while (*p < end) {
+        rp_iov plain;
         ringp2p_errinfo ei;
-        int r = rp_yamux_receive(hc->ymx, &p, end, now_of(hc), &ei);
-        yamux_events(hc, rbuf);
-        if (hc->phase != HC_READY) return;
-        if (r == RINGP2P_EAGAIN) {
-            conn_flush(hc);
-            continue;
+        int r = sec->open(hc->sess, p, end, &plain, &ei);
+        if (r == 0) break;
+        if (r == RINGP2P_ECLOSED) {
+            send_pending(hc);
+            if (hc->phase == HC_READY) hc->closing = true;
+            fail_msg(hc, RINGP2P_ECONNRESET, "the peer closed the secure channel");
+            return -1;
         }
         if (r < 0) {
-            conn_flush(hc);
+            send_pending(hc); /* an alert, if the protocol has one */
             conn_fail(hc, r, &ei);
-            return;
+            return -1;
         }
+        if (plain.len > 0) plain_in(hc, rbuf, plain.base, plain.len);
+        if (hc->phase == HC_DEAD) return -1;
     }
-    conn_mark_dirty(hc);
+    send_pending(hc);
+    return hc->phase == HC_DEAD ? -1 : 0;
 }
 
 /*
@@ -993,12 +1313,14 @@ static void encrypted_in(rp_hconn *hc, rp_rbuf *rbuf, uint8_t *p, size_t len)
     uint8_t *end = p + len;
     const rp_hsec_ops *sec = hc->sec;
     size_t hl = sec->frame_header_len;
-    ringp2p_errinfo ei;
     if (hc->rx_len > 0) {
         while (hc->rx_len < hl && p < end) hc->rx[hc->rx_len++] = *p++;
         if (hc->rx_len < hl) return;
-        /* noise and signed frames alike: u16 big-endian length of what follows */
-        size_t flen = hl + ((size_t)hc->rx[0] << 8 | hc->rx[1]);
+        size_t flen = frame_len(sec, hc->rx);
+        if (flen > sec->frame_max) {
+            fail_msg(hc, RINGP2P_EPROTOCOL, "security protocol frame exceeds its maximum size");
+            return;
+        }
         size_t take = flen - hc->rx_len;
         if (take > (size_t)(end - p)) take = (size_t)(end - p);
         memcpy(hc->rx + hc->rx_len, p, take);
@@ -1006,30 +1328,21 @@ static void encrypted_in(rp_hconn *hc, rp_rbuf *rbuf, uint8_t *p, size_t len)
         hc->rx_len += take;
         if (hc->rx_len < flen) return;
         uint8_t *q = hc->rx;
-        rp_iov plain;
-        int r = sec->open(hc->sess, &q, hc->rx + hc->rx_len, &plain, &ei);
         hc->rx_len = 0;
-        if (r < 0) {
-            conn_fail(hc, r, &ei);
+        if (open_all(hc, NULL, &q, hc->rx + flen) < 0) return;
+        if (q != hc->rx + flen) {
+            fail_msg(hc, RINGP2P_EPROTOCOL, "security protocol left part of a whole frame");
             return;
         }
-        if (r == 1 && plain.len > 0) plain_in(hc, NULL, plain.base, plain.len);
-        if (hc->phase == HC_DEAD) return;
     }
-    while (p < end) {
-        rp_iov plain;
-        int r = sec->open(hc->sess, &p, end, &plain, &ei);
-        if (r == 0) break;
-        if (r < 0) {
-            conn_fail(hc, r, &ei);
-            return;
-        }
-        if (plain.len > 0) plain_in(hc, rbuf, plain.base, plain.len);
-        if (hc->phase == HC_DEAD) return;
-    }
+    if (open_all(hc, rbuf, &p, end) < 0) return;
     if (p < end) {
-        if (hl == 0 || (size_t)(end - p) > sec->frame_max) {
-            fail_msg(hc, RINGP2P_EPROTOCOL, "security protocol left a partial frame");
+        size_t rest = (size_t)(end - p);
+        if (hl == 0 || rest > sec->frame_max ||
+            (rest >= hl && frame_len(sec, p) > sec->frame_max)) {
+            fail_msg(hc, RINGP2P_EPROTOCOL,
+                     hl == 0 ? "security protocol left a partial frame"
+                             : "security protocol frame exceeds its maximum size");
             return;
         }
         if (hc->rx == NULL) hc->rx = malloc(sec->frame_max);
@@ -1037,8 +1350,8 @@ static void encrypted_in(rp_hconn *hc, rp_rbuf *rbuf, uint8_t *p, size_t len)
             conn_fail(hc, RINGP2P_ENOMEM, NULL);
             return;
         }
-        memcpy(hc->rx, p, (size_t)(end - p));
-        hc->rx_len = (size_t)(end - p);
+        memcpy(hc->rx, p, rest);
+        hc->rx_len = rest;
     }
 }
 
@@ -1098,7 +1411,8 @@ static void pre_process(rp_hconn *hc)
         if (hc->phase != HC_SECURE) return;
     }
     if (hc->phase == HC_SECURE) {
-        uint8_t out[RP_NOISE_FRAME_MAX]; /* the largest handshake frame of the three */
+        /* the largest noise handshake frame; a longer TLS flight stays queued for the next turn */
+        uint8_t out[RP_NOISE_FRAME_MAX];
         uint8_t *src = hc->pre, *end = hc->pre + hc->pre_len;
         int r;
         for (;;) {
@@ -1106,6 +1420,8 @@ static void pre_process(rp_hconn *hc)
             rp_wbuf w = rp_wbuf_make(out, sizeof(out));
             r = hc->sec->handshake(hc->sess, &src, end, &w, &ei);
             if (r < 0) {
+                /* TLS leaves the alert that tells the peer why: try to send it */
+                if (w.len > 0 && hc->c != NULL) (void)rp_conn_send(hc->c, out, w.len);
                 conn_fail(hc, r, &ei);
                 return;
             }
@@ -1113,6 +1429,8 @@ static void pre_process(rp_hconn *hc)
             if (hc->phase == HC_DEAD) return;
             if (r == RP_HSEC_DONE || (src == before && w.len == 0)) break;
         }
+        if (r == RP_HSEC_DONE) send_pending(hc);
+        if (hc->phase == HC_DEAD) return;
         size_t used = (size_t)(src - hc->pre);
         memmove(hc->pre, src, hc->pre_len - used);
         hc->pre_len -= used;
@@ -1121,7 +1439,7 @@ static void pre_process(rp_hconn *hc)
         const char *mux = hc->sec->muxer(hc->sess);
         if (mux != NULL) {
             hc->info.muxer = mux;
-            start_yamux(hc);
+            start_muxer(hc);
         } else {
             if (hc->hs->node->cfg.nmux == 0) {
                 fail_msg(hc, RINGP2P_ENEGOTIATION, "no stream muxer configured");
@@ -1157,26 +1475,42 @@ static void pre_process(rp_hconn *hc)
 
 /* ---- connection lifecycle ----------------------------------------------------------------- */
 
-static void start_yamux(rp_hconn *hc)
+/*
+ * The muxer named by hc->info.muxer (early negotiation or multistream-select
+ * chose it from the node's list): its session, then the connection is ready.
+ */
+static void start_muxer(rp_hconn *hc)
 {
     ringp2p_node *n = hc->hs->node;
-    rp_yamux_config yc;
-    rp_yamux_config_default(&yc);
-    uint64_t v;
-    if ((v = n->cfg.limits[RINGP2P_LIMIT_STREAMS_INBOUND]) != 0)
-        yc.max_inbound_streams = (uint32_t)v;
-    if ((v = n->cfg.limits[RINGP2P_LIMIT_STREAMS_UNACKED]) != 0) yc.accept_backlog = (uint32_t)v;
-    if ((v = n->cfg.limits[RINGP2P_LIMIT_STREAM_WINDOW_MAX]) != 0 && v >= yc.initial_window)
-        yc.max_window = (uint32_t)v;
-    int r = rp_yamux_new(&yc, !hc->inbound, now_of(hc), &hc->ymx);
+    if (hc->probe) {
+        /* AutoNAT dial-back: secured and the peer checked; report it, then close (node.c) */
+        rp_hopen *o = hc->waiting;
+        hc->waiting = hc->waiting_tail = NULL;
+        if (o != NULL && o->fn != NULL) o->fn(n, NULL, 0, NULL, o->ctx);
+        if (o != NULL) o->fn = NULL;
+        rp_hopen_free(o);
+        hc->closing = true;
+        conn_fail(hc, RINGP2P_ECLOSED, NULL);
+        return;
+    }
+    const rp_hmux_ops *mux = rp_hmux_by_id(hc->info.muxer);
+    if (mux == NULL) {
+        ringp2p_errinfo ei = { RINGP2P_ENEGOTIATION, "" };
+        snprintf(ei.msg, sizeof(ei.msg), "negotiated muxer \"%.100s\" is not supported",
+                 hc->info.muxer != NULL ? hc->info.muxer : "(none)");
+        conn_fail(hc, RINGP2P_ENEGOTIATION, &ei);
+        return;
+    }
+    hc->mux = mux;
+    int r = mux->new_session(n, !hc->inbound, now_of(hc), &hc->mx);
     if (r < 0) {
         conn_fail(hc, r, NULL);
         return;
     }
+    hc->info.muxer = mux->id; /* static: outlives the security session */
     hc->phase = HC_READY;
-    if (hc->info.muxer == NULL) hc->info.muxer = RP_YAMUX_PROTOCOL_ID;
     rp_timer_cancel(&hc->deadline);
-    rp_host_dir_add(n, &hc->info.peer, hc->hs->idx, hc->id);
+    rp_host_dir_add(n, &hc->info.peer, hc->hs->idx, hc->id, hc->info.relayed);
     hc->dir_added = true;
     hc->connected_emitted = true;
     hc->busy++;
@@ -1201,7 +1535,9 @@ static void conn_fail(rp_hconn *hc, int err, const ringp2p_errinfo *ei)
         snprintf(hc->fail_ei.msg, sizeof(hc->fail_ei.msg), "%s", ringp2p_strerror(err));
     }
     rp_timer_cancel(&hc->deadline);
-    rp_timer_cancel(&hc->ytimer);
+    rp_timer_cancel(&hc->mtimer);
+    /* the backlog waits for hconn_free: an on_data may be reading it right now */
+    rp_timer_cancel(&hc->btimer);
     flush_list_remove(hc);
     hc->busy++;
     rp_hopen *list = hc->waiting;
@@ -1226,14 +1562,15 @@ static void hconn_free(rp_hconn *hc)
     rp_hshard *hs = hc->hs;
     flush_list_remove(hc);
     rp_timer_cancel(&hc->deadline);
-    rp_timer_cancel(&hc->ytimer);
+    rp_timer_cancel(&hc->mtimer);
+    backlog_free(hc);
     if (hc->prev != NULL)
         hc->prev->next = hc->next;
     else if (hs->conns == hc)
         hs->conns = hc->next;
     if (hc->next != NULL) hc->next->prev = hc->prev;
     conn_reap(hc);
-    rp_yamux_free(hc->ymx);
+    if (hc->mx != NULL) hc->mux->free(hc->mx);
     if (hc->sess != NULL) hc->sec->free(hc->sess);
     free(hc->pre);
     free(hc->rx);
@@ -1323,14 +1660,14 @@ static void deadline_fired(rp_timer *t, void *arg)
     conn_reap(hc);
 }
 
-static void ytimer_fired(rp_timer *t, void *arg)
+static void mtimer_fired(rp_timer *t, void *arg)
 {
     rp_hconn *hc = arg;
     (void)t;
     if (hc->phase != HC_READY) return;
-    rp_yamux_on_timeout(hc->ymx, now_of(hc));
+    hc->mux->on_timeout(hc->mx, now_of(hc));
     hc->busy++;
-    yamux_events(hc, NULL);
+    mux_events(hc, NULL);
     hc->busy--;
     conn_mark_dirty(hc);
     conn_reap(hc);
@@ -1359,7 +1696,8 @@ static rp_hconn *hconn_new(rp_hshard *hs, bool inbound)
     hc->info.inbound = inbound;
     hc->info.shard = hs->idx;
     rp_timer_init(&hc->deadline, deadline_fired, hc);
-    rp_timer_init(&hc->ytimer, ytimer_fired, hc);
+    rp_timer_init(&hc->mtimer, mtimer_fired, hc);
+    rp_timer_init(&hc->btimer, btimer_fired, hc);
     hc->next = hs->conns;
     if (hs->conns != NULL) hs->conns->prev = hc;
     hs->conns = hc;
@@ -1393,6 +1731,10 @@ static int conn_begin(rp_hconn *hc, rp_conn *c)
     }
     hc->info.remote_addr = hc->remote_ma;
     hc->info.local_addr = hc->local_ma;
+    /* an accepted connection from where we are hole-punching to, as DCUtR's client (A) */
+    if (hc->inbound && !hc->punch && !hc->info.relayed && hs->node->dcutr != NULL &&
+        rp_dcutr_svc_accept_as_client(hs->node, hc->remote_bin, hc->remote_bin_len))
+        hc->inbound = hc->info.inbound = false;
     hc->phase = HC_MSS_SEC;
     /* Only what this node configured is proposed or accepted, in its preference order. */
     size_t nsec = hs->node->cfg.nsec;
@@ -1402,7 +1744,8 @@ static int conn_begin(rp_hconn *hc, rp_conn *c)
     rp_conn_set_cbs(c, &conn_cbs, hc);
     if (r < 0) return r;
     uint64_t to = rp_host_limit(hs->node, RINGP2P_LIMIT_DIAL_TIMEOUT_MS) * 1000000ull;
-    rp_timer_arm(rp_shard_timers(hs->sh), &hc->deadline, rp_shard_now(hs->sh) + to);
+    rp_timer_arm(rp_shard_timers(hs->sh), &hc->deadline,
+                 hc->probe ? hc->probe_deadline : rp_shard_now(hs->sh) + to);
     size_t ol;
     uint8_t *o = mss_take(&hc->mss, &ol);
     if (o != NULL) {
@@ -1450,6 +1793,20 @@ static void dial_done(rp_shard *sh, void *arg, rp_conn *c, int err)
 {
     rp_hconn *hc = arg;
     (void)sh;
+    if (err == RINGP2P_EADDRINUSE && hc->bound && !hc->punch && hc->waiting != NULL &&
+        !hc->hs->stopping) {
+        /* the address pair is taken (a connection between the same two ports exists, or
+         * lingers in TIME_WAIT): an ephemeral port, as go-reuseport-transport falls back */
+        hc->bound = false;
+        rp_hopen *o = hc->waiting;
+        uint64_t now = rp_shard_now(hc->hs->sh);
+        uint64_t to = hc->probe
+                          ? (hc->probe_deadline > now ? hc->probe_deadline - now : 1)
+                          : rp_host_limit(hc->hs->node, RINGP2P_LIMIT_DIAL_TIMEOUT_MS) * 1000000ull;
+        ringp2p_errinfo e2;
+        if (rp_tcp_dial(hc->hs->sh, o->addr, o->addr_len, NULL, 0, to, dial_done, hc, &e2) == 0)
+            return;
+    }
     if (err < 0) {
         ringp2p_errinfo ei = { err, "" };
         const char *what = err == RINGP2P_ECONNREFUSED ? "connection refused"
@@ -1490,7 +1847,25 @@ int rp_hconn_dial(rp_hshard *hs, rp_hopen *o)
     o->next = NULL;
     ringp2p_errinfo ei;
     uint64_t to = rp_host_limit(hs->node, RINGP2P_LIMIT_DIAL_TIMEOUT_MS) * 1000000ull;
-    int r = rp_tcp_dial(hs->sh, o->addr, o->addr_len, NULL, 0, to, dial_done, hc, &ei);
+    if ((hc->probe = o->probe)) {
+        to = o->probe_timeout_ns;
+        hc->probe_deadline = rp_shard_now(hs->sh) + to;
+    }
+    if ((hc->punch = o->punch)) /* DCUtR's role for the upgrade; go marks the direction so too */
+        hc->inbound = hc->info.inbound = !o->punch_client;
+    /*
+     * From the listen port (go's reuseport): what peers observe is where a punch comes
+     * from. Not an AutoNAT dial-back: go makes those from a separate host with no listener.
+     */
+    uint8_t local[RP_TCP_MADDR_MAX];
+    size_t llen = o->probe ? 0 : rp_host_dial_local(hs->node, o->addr, o->addr_len, local);
+    hc->bound = llen > 0;
+    int r = rp_tcp_dial(hs->sh, o->addr, o->addr_len, hc->bound ? local : NULL, llen, to, dial_done,
+                        hc, &ei);
+    if (r < 0 && hc->bound && !hc->punch) {
+        hc->bound = false;
+        r = rp_tcp_dial(hs->sh, o->addr, o->addr_len, NULL, 0, to, dial_done, hc, &ei);
+    }
     if (r < 0) {
         hc->busy++;
         conn_fail(hc, r, &ei);
@@ -1500,16 +1875,32 @@ int rp_hconn_dial(rp_hshard *hs, rp_hopen *o)
     return r;
 }
 
-/* An existing connection (in any phase but dead) to `peer` on this shard, for reuse. */
-rp_hconn *rp_hshard_find_peer(rp_hshard *hs, const ringp2p_peer_id *peer)
+/*
+ * An existing connection (in any phase but dead) to `peer` on this shard, for
+ * reuse. A direct connection is preferred to a relayed one, a ready one to
+ * one still upgrading; relayed ones only if allow_relayed.
+ */
+rp_hconn *rp_hshard_find_peer(rp_hshard *hs, const ringp2p_peer_id *peer, bool allow_relayed)
 {
+    rp_hconn *best = NULL;
+    int best_rank =
+        0; /* 4 ready direct, 3 ready relayed, 2 upgrading direct, 1 upgrading relayed */
     for (rp_hconn *hc = hs->conns; hc != NULL; hc = hc->next) {
-        if (hc->phase == HC_DEAD || hc->closing) continue;
-        if (hc->phase == HC_READY && ringp2p_peer_id_equal(&hc->info.peer, peer)) return hc;
-        if (hc->phase != HC_READY && hc->has_expect && ringp2p_peer_id_equal(&hc->expect, peer))
-            return hc;
+        if (hc->phase == HC_DEAD || hc->closing || hc->probe || hc->close_idle) continue;
+        if (hc->punch && hc->phase != HC_READY) continue; /* may never connect */
+        if (hc->info.relayed && !allow_relayed) continue;
+        int rank = 0;
+        if (hc->phase == HC_READY && ringp2p_peer_id_equal(&hc->info.peer, peer))
+            rank = hc->info.relayed ? 3 : 4;
+        else if (hc->phase != HC_READY && hc->has_expect &&
+                 ringp2p_peer_id_equal(&hc->expect, peer))
+            rank = hc->info.relayed ? 1 : 2;
+        if (rank > best_rank) {
+            best = hc;
+            best_rank = rank;
+        }
     }
-    return NULL;
+    return best;
 }
 
 void rp_hshard_close_all(rp_hshard *hs)
@@ -1519,7 +1910,7 @@ void rp_hshard_close_all(rp_hshard *hs)
         if (hc->phase == HC_DEAD) continue;
         hc->busy++;
         if (hc->phase == HC_READY) {
-            rp_yamux_go_away(hc->ymx, RP_YAMUX_GOAWAY_NORMAL);
+            hc->mux->go_away(hc->mx);
             ringp2p_errinfo ei = { RINGP2P_ECLOSED, "the node is stopping" };
             while (hc->streams != NULL) stream_finish(hc->streams, RINGP2P_ECLOSED, &ei);
             conn_flush(hc);
@@ -1534,12 +1925,126 @@ void rp_hshard_close_all(rp_hshard *hs)
 void rp_hshard_push_identify(rp_hshard *hs)
 {
     for (rp_hconn *hc = hs->conns; hc != NULL; hc = hc->next)
-        if (hc->phase == HC_READY && !hc->closing) rp_host_push_start(hs->node, hc);
+        if (hc->phase == HC_READY && !hc->closing && !hc->close_idle)
+            rp_host_push_start(hs->node, hc);
 }
 
 /* The remote address of hc, binary (for identify's observed address). */
 const uint8_t *rp_hconn_remote_bin(const rp_hconn *hc, size_t *len)
 {
+    /* a relayed connection's circuit address outgrows remote_bin */
+    if (hc->info.relayed) {
+        *len = 0;
+        return hc->remote_ma != NULL ? ringp2p_multiaddr_bytes(hc->remote_ma, len) : NULL;
+    }
     *len = hc->remote_bin_len;
     return hc->remote_bin_len > 0 ? hc->remote_bin : NULL;
+}
+
+/*
+ * A connection carried by something other than a socket of ours (relay_client.c:
+ * a circuit relay stream, through a socketpair): `c` on hs goes through the
+ * usual pipeline, outbound for the open request `o` (its peer expected) or
+ * inbound when o is NULL. Its info says relayed (and limited), and its remote
+ * address is `remote` (binary, copied).
+ */
+int rp_hconn_adopt(rp_hshard *hs, rp_conn *c, rp_hopen *o, const uint8_t *remote, size_t rlen,
+                   bool limited)
+{
+    ringp2p_node *n = hs->node;
+    if (hs->stopping) {
+        rp_conn_abort(c);
+        if (o != NULL) rp_hopen_fail(o, RINGP2P_ECLOSED, NULL);
+        return RINGP2P_ECLOSED;
+    }
+    atomic_fetch_add(&n->nconns, 1); /* counted, never refused: the relay stream already exists */
+    rp_hconn *hc = hconn_new(hs, o == NULL);
+    if (hc == NULL) {
+        atomic_fetch_sub(&n->nconns, 1);
+        rp_conn_abort(c);
+        if (o != NULL) rp_hopen_fail(o, RINGP2P_ENOMEM, NULL);
+        return RINGP2P_ENOMEM;
+    }
+    if (o != NULL) {
+        hc->has_expect = o->has_peer;
+        hc->expect = o->peer;
+        hc->info.peer = o->peer;
+        hc->waiting = hc->waiting_tail = o;
+        o->next = NULL;
+    }
+    hc->info.relayed = true;
+    hc->info.limited = limited;
+    if (ringp2p_multiaddr_from_bytes(remote, rlen, &hc->remote_ma, NULL) < 0) hc->remote_ma = NULL;
+    int r = conn_begin(hc, c); /* a socketpair has no TCP address: remote_ma stays ours */
+    hc->info.remote_addr = hc->remote_ma;
+    if (r < 0) {
+        hc->busy++;
+        conn_fail(hc, r, NULL);
+        hc->busy--;
+        conn_reap(hc);
+    }
+    return r;
+}
+
+void rp_hconn_abort_id(rp_hshard *hs, uint64_t id, int err, const ringp2p_errinfo *ei)
+{
+    rp_hconn *hc = rp_hconn_find(hs, id);
+    if (hc == NULL) return;
+    hc->busy++;
+    conn_fail(hc, err, ei);
+    hc->busy--;
+    conn_reap(hc);
+}
+
+/*
+ * Idle: no stream on the live list (negotiating or open; a finished one is on the dead
+ * list) and no request waiting. The check runs from a posted message, never inside a
+ * stream callback, and closes as a node stop does: go-away, flush, graceful close.
+ */
+typedef struct idle_msg {
+    rp_hshard *hs;
+    uint64_t id;
+} idle_msg;
+
+static void idle_task(rp_shard *sh, void *arg)
+{
+    idle_msg *m = arg;
+    (void)sh;
+    rp_hconn *hc = rp_hconn_find(m->hs, m->id);
+    free(m);
+    if (hc == NULL) return;
+    hc->idle_posted = false;
+    if (hc->phase != HC_READY || hc->streams != NULL || hc->waiting != NULL) return;
+    rp_logf(&hc->hs->node->log, RINGP2P_LOG_DEBUG, "host", "connection %llu: idle, closing",
+            (unsigned long long)hc->id);
+    hc->busy++;
+    hc->mux->go_away(hc->mx);
+    conn_flush(hc);
+    hc->closing = true;
+    conn_fail(hc, RINGP2P_ECLOSED, NULL);
+    hc->busy--;
+    conn_reap(hc);
+}
+
+static void idle_check(rp_hconn *hc)
+{
+    if (!hc->close_idle || hc->idle_posted || hc->phase != HC_READY || hc->streams != NULL ||
+        hc->waiting != NULL)
+        return;
+    idle_msg *m = malloc(sizeof(*m));
+    if (m == NULL) return; /* the next stream to finish tries again */
+    m->hs = hc->hs;
+    m->id = hc->id;
+    if (rp_shard_post(hc->hs->sh, hc->hs->idx, idle_task, m) != 0)
+        free(m);
+    else
+        hc->idle_posted = true;
+}
+
+void rp_hconn_close_when_idle(rp_hshard *hs, uint64_t id)
+{
+    rp_hconn *hc = rp_hconn_find(hs, id);
+    if (hc == NULL || hc->close_idle) return;
+    hc->close_idle = true;
+    idle_check(hc);
 }

@@ -1,25 +1,77 @@
 /*
  * The host's security protocols behind one interface (host.h rp_hsec_ops):
- * /noise, /ringp2p/signed/1.0.0 and /plaintext/2.0.0. hconn.c drives
- * whichever multistream-select chose through these entries only.
+ * /noise, /tls/1.0.0, /ringp2p/signed/1.0.0 and /plaintext/2.0.0. hconn.c
+ * drives whichever multistream-select chose through these entries only.
  */
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/error.h"
 #include "host/host.h"
 #include "security/plaintext.h"
 #include "security/signed.h"
+#include "security/tls.h"
+
+/*
+ * What the node's /noise and signed sessions share, made at its first
+ * handshake and kept until the node is freed: one Noise static key signed once
+ * (noise.h "Static key choice") and the cache of peers' static-key signatures
+ * already verified. Shards racing to make it keep the first one published.
+ */
+struct rp_hsec_shared {
+    rp_noise_static *st;
+    rp_noise_vcache *verified;
+};
+
+void rp_hsec_shared_free(struct rp_hsec_shared *sh)
+{
+    if (sh == NULL) return;
+    rp_noise_static_free(sh->st);
+    rp_noise_vcache_free(sh->verified);
+    free(sh);
+}
+
+/* NULL without memory or a signature: each session then makes its own key and reports why. */
+static struct rp_hsec_shared *node_shared(ringp2p_node *n)
+{
+    struct rp_hsec_shared *cur = atomic_load_explicit(&n->sec_shared, memory_order_acquire);
+    if (cur != NULL) return cur;
+    struct rp_hsec_shared *mine = calloc(1, sizeof(*mine));
+    if (mine == NULL) return NULL;
+    if (rp_noise_static_new(n->key, &mine->st, NULL) < 0 ||
+        (mine->verified = rp_noise_vcache_new()) == NULL) {
+        rp_hsec_shared_free(mine);
+        return NULL;
+    }
+    if (atomic_compare_exchange_strong_explicit(&n->sec_shared, &cur, mine, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return mine;
+    rp_hsec_shared_free(mine); /* another shard won; cur is its */
+    return cur;
+}
 
 /* The /noise configuration of a connection; signed mode takes the same. */
 static rp_noise_config noise_cfg(ringp2p_node *n, bool initiator, const ringp2p_peer_id *expect)
 {
     rp_noise_config nc = { 0 };
     nc.identity = n->key;
+    struct rp_hsec_shared *sh = node_shared(n);
+    if (sh != NULL) {
+        nc.static_key = sh->st;
+        nc.verified = sh->verified;
+    }
     nc.initiator = initiator;
     nc.expected_peer = expect;
     nc.muxers = n->cfg.muxers;
-    nc.n_muxers = n->cfg.nmux;
+    nc.n_muxers = n->no_early_muxer ? 0 : n->cfg.nmux;
     return nc;
+}
+
+void rp_host_no_early_muxer(ringp2p_node *n)
+{
+    n->no_early_muxer = true;
 }
 
 /* ---- /noise ------------------------------------------------------------------------------- */
@@ -37,6 +89,12 @@ static int noise_new(ringp2p_node *n, bool initiator, const ringp2p_peer_id *exp
 static int noise_hs(void *s, uint8_t **src, uint8_t *end, rp_wbuf *out, ringp2p_errinfo *ei)
 {
     return rp_noise_handshake(s, src, end, out, ei);
+}
+
+static size_t noise_sealed_len(const void *s, size_t len)
+{
+    (void)s;
+    return rp_noise_sealed_len(len);
 }
 
 static ssize_t noise_seal(void *s, const rp_iov *in, size_t n, uint8_t *out, size_t cap,
@@ -85,6 +143,12 @@ static int signed_new(ringp2p_node *n, bool initiator, const ringp2p_peer_id *ex
 static int signed_hs(void *s, uint8_t **src, uint8_t *end, rp_wbuf *out, ringp2p_errinfo *ei)
 {
     return rp_signed_handshake(s, src, end, out, ei);
+}
+
+static size_t signed_sealed_len(const void *s, size_t len)
+{
+    (void)s;
+    return rp_signed_sealed_len(len);
 }
 
 /*
@@ -144,8 +208,9 @@ static int plain_hs(void *s, uint8_t **src, uint8_t *end, rp_wbuf *out, ringp2p_
     return r;
 }
 
-static size_t plain_sealed_len(size_t len)
+static size_t plain_sealed_len(const void *s, size_t len)
 {
+    (void)s;
     return len;
 }
 
@@ -198,17 +263,152 @@ static void plain_free(void *s)
     rp_plaintext_free(s);
 }
 
+/* ---- /tls/1.0.0 --------------------------------------------------------------------------- */
+
+/* The certificates' validity is wall-clock time (tls.md "Certificates"); the host reads it. */
+static int64_t unix_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+static int tls_new(ringp2p_node *n, bool initiator, const ringp2p_peer_id *expect, void **out,
+                   ringp2p_errinfo *ei)
+{
+    rp_tls_config tc = { 0 };
+    tc.identity = n->key;
+    tc.initiator = initiator;
+    tc.expected_peer = expect;
+    tc.muxers = n->cfg.muxers;
+    tc.n_muxers = n->no_early_muxer ? 0 : n->cfg.nmux;
+    tc.unix_now = unix_now();
+    rp_tls *s = NULL;
+    int r = rp_tls_new(&tc, &s, ei);
+    *out = s;
+    return r;
+}
+
+static int tls_hs(void *s, uint8_t **src, uint8_t *end, rp_wbuf *out, ringp2p_errinfo *ei)
+{
+    const uint8_t *p = *src;
+    int r = rp_tls_handshake(s, unix_now(), &p, end, out, ei);
+    *src = (uint8_t *)(uintptr_t)p;
+    return r;
+}
+
+static size_t tls_sealed_len(const void *s, size_t len)
+{
+    return rp_tls_pending_output(s) + rp_tls_sealed_len(s, len);
+}
+
+static ssize_t tls_seal(void *s, const rp_iov *in, size_t n, uint8_t *out, size_t cap,
+                        ringp2p_errinfo *ei)
+{
+    return rp_tls_seal(s, in, n, out, cap, ei);
+}
+
+static int tls_open(void *s, uint8_t **src, uint8_t *end, rp_iov *plain, ringp2p_errinfo *ei)
+{
+    return rp_tls_open(s, src, end, plain, ei);
+}
+
+static size_t tls_pending(const void *s)
+{
+    return rp_tls_pending_output(s);
+}
+
+static size_t tls_take(void *s, uint8_t *dst, size_t cap)
+{
+    return rp_tls_take_output(s, dst, cap);
+}
+
+static const ringp2p_peer_id *tls_peer(const void *s)
+{
+    return rp_tls_remote_peer(s);
+}
+
+static const ringp2p_pubkey *tls_key(const void *s)
+{
+    return rp_tls_remote_key(s);
+}
+
+static const char *tls_muxer(const void *s)
+{
+    return rp_tls_muxer(s);
+}
+
+static void tls_free(void *s)
+{
+    rp_tls_free(s);
+}
+
 /* ---- table -------------------------------------------------------------------------------- */
 
 static const rp_hsec_ops ops_table[] = {
-    { "noise", RP_NOISE_PROTOCOL_ID, RP_NOISE_FRAME_HEADER_LEN, RP_NOISE_FRAME_MAX, noise_new,
-      noise_hs, rp_noise_sealed_len, noise_seal, noise_open, noise_peer, noise_key, noise_muxer,
-      noise_free },
-    { "signed", RP_SIGNED_PROTOCOL_ID, RP_SIGNED_FRAME_HEADER_LEN, RP_SIGNED_FRAME_MAX, signed_new,
-      signed_hs, rp_signed_sealed_len, signed_seal, signed_open, signed_peer, signed_key,
-      signed_muxer, signed_free },
-    { "plaintext", RP_PLAINTEXT_PROTOCOL_ID, 0, 0, plain_new, plain_hs, plain_sealed_len,
-      plain_seal, plain_open, plain_peer, plain_key, plain_muxer, plain_free },
+    {
+        .name = "noise",
+        .id = RP_NOISE_PROTOCOL_ID,
+        .frame_header_len = RP_NOISE_FRAME_HEADER_LEN,
+        .frame_len_off = 0,
+        .frame_max = RP_NOISE_FRAME_MAX,
+        .new_session = noise_new,
+        .handshake = noise_hs,
+        .sealed_len = noise_sealed_len,
+        .seal = noise_seal,
+        .open = noise_open,
+        .remote_peer = noise_peer,
+        .remote_key = noise_key,
+        .muxer = noise_muxer,
+        .free = noise_free,
+    },
+    {
+        .name = "tls",
+        .id = RP_TLS_PROTOCOL_ID,
+        /* TLSCiphertext: type, version, then the u16 length (RFC 8446 §5.2) */
+        .frame_header_len = RP_TLS_RECORD_HEADER_LEN,
+        .frame_len_off = 3,
+        .frame_max = RP_TLS_RECORD_MAX,
+        .new_session = tls_new,
+        .handshake = tls_hs,
+        .sealed_len = tls_sealed_len,
+        .seal = tls_seal,
+        .open = tls_open,
+        .pending = tls_pending,
+        .take = tls_take,
+        .remote_peer = tls_peer,
+        .remote_key = tls_key,
+        .muxer = tls_muxer,
+        .free = tls_free,
+    },
+    {
+        .name = "signed",
+        .id = RP_SIGNED_PROTOCOL_ID,
+        .frame_header_len = RP_SIGNED_FRAME_HEADER_LEN,
+        .frame_len_off = 0,
+        .frame_max = RP_SIGNED_FRAME_MAX,
+        .new_session = signed_new,
+        .handshake = signed_hs,
+        .sealed_len = signed_sealed_len,
+        .seal = signed_seal,
+        .open = signed_open,
+        .remote_peer = signed_peer,
+        .remote_key = signed_key,
+        .muxer = signed_muxer,
+        .free = signed_free,
+    },
+    {
+        .name = "plaintext",
+        .id = RP_PLAINTEXT_PROTOCOL_ID,
+        .frame_header_len = 0,
+        .new_session = plain_new,
+        .handshake = plain_hs,
+        .sealed_len = plain_sealed_len,
+        .seal = plain_seal,
+        .open = plain_open,
+        .remote_peer = plain_peer,
+        .remote_key = plain_key,
+        .muxer = plain_muxer,
+        .free = plain_free,
+    },
 };
 
 const rp_hsec_ops *rp_hsec_by_name(const char *name, size_t len)

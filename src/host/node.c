@@ -5,8 +5,11 @@
  * Limits (ringp2p_limit), with defaults:
  *   DIAL_TIMEOUT_MS         10000: TCP connect + security + muxer, one deadline
  *   STREAMS_INBOUND         1000 (yamux default): concurrent inbound streams per connection
+ *                           (unset, mplex keeps its 1024); beyond it a new stream is reset
  *   STREAMS_UNACKED         256 (yamux default): inbound streams not yet accepted
- *   STREAM_WINDOW_MAX       16 MiB (yamux default): receive window ceiling
+ *   STREAM_WINDOW_MAX       16 MiB (yamux default): receive window ceiling; for mplex (no
+ *                           window) the unread bytes a stream may hold before it is reset,
+ *                           at least 1 MiB (unset: mplex's 4 MiB)
  *   STREAM_WRITE_HIGH       1 MiB: bytes queued on a stream before writes return EAGAIN;
  *                           on_writable follows when it falls to half
  *   CONNECTIONS             100000: live connections, inbound and outbound, in every phase;
@@ -15,6 +18,9 @@
  *                           dials are not refused
  *   NEGOTIATION_TIMEOUT_MS  10000: a stream's multistream-select must finish within this,
  *                           else it is reset and its opener hears RINGP2P_ETIMEDOUT
+ *   AUTONAT_DIAL_TIMEOUT_MS 15000 (go-libp2p's): the AutoNAT server's dial-back must connect
+ *                           within this; a failure is answered when it has passed (so a
+ *                           peer behind a NAT that drops the dial learns "private" only then)
  */
 #include <errno.h>
 #include <ifaddrs.h>
@@ -27,8 +33,13 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "base/varint.h"
 #include "crypto/key.h"
+#include "host/autonat_svc.h"
+#include "host/dcutr_svc.h"
 #include "host/host.h"
+#include "host/relay_client.h"
+#include "host/relay_svc.h"
 #include "multiformats/multiaddr.h"
 #include "protocols/identify.h"
 #include "protocols/peer_record.h"
@@ -109,11 +120,15 @@ RINGP2P_API ringp2p_config *ringp2p_config_new(void)
 {
     ringp2p_config *cfg = calloc(1, sizeof(*cfg));
     if (cfg == NULL) return NULL;
-    cfg->nsec = 1;
+    /* the default list: "noise,tls" */
+    cfg->nsec = 2;
     cfg->sec[0] = rp_hsec_by_name("noise", 5);
+    cfg->sec[1] = rp_hsec_by_name("tls", 3);
     cfg->nmux = 1;
-    cfg->muxers[0] = RP_YAMUX_PROTOCOL_ID;
+    cfg->muxers[0] = rp_hmux_by_name("yamux", 5)->id;
     cfg->log_level = RINGP2P_LOG_WARN;
+    cfg->autonat = RINGP2P_AUTONAT_CLIENT;
+    cfg->dcutr = RINGP2P_DCUTR_ON;
     return cfg;
 }
 
@@ -198,8 +213,6 @@ static int sec_one(ringp2p_config *cfg, const char *n, size_t len, ringp2p_errin
         cfg->sec[cfg->nsec++] = ops;
         return 0;
     }
-    if (len == 3 && memcmp(n, "tls", 3) == 0)
-        return rp_err(ei, RINGP2P_EUNSUPPORTED, "security \"tls\" is not built yet");
     return rp_err(ei, RINGP2P_EUNSUPPORTED,
                   "unknown security \"%.*s\" (known: noise, tls, signed, plaintext)", (int)len, n);
 }
@@ -222,20 +235,36 @@ RINGP2P_API int ringp2p_config_security(ringp2p_config *cfg, const char *list, r
 
 static int mux_one(ringp2p_config *cfg, const char *n, size_t len, ringp2p_errinfo *ei)
 {
-    if (len == 5 && memcmp(n, "yamux", 5) == 0) {
-        cfg->muxers[0] = RP_YAMUX_PROTOCOL_ID;
-        cfg->nmux = 1;
-        return 0;
-    }
-    if (len == 5 && memcmp(n, "mplex", 5) == 0)
-        return rp_err(ei, RINGP2P_EUNSUPPORTED, "muxer \"mplex\" is not built yet");
-    return rp_err(ei, RINGP2P_EUNSUPPORTED, "unknown muxer \"%.*s\" (known: yamux, mplex)",
-                  (int)len, n);
+    const rp_hmux_ops *ops = rp_hmux_by_name(n, len);
+    if (ops == NULL)
+        return rp_err(ei, RINGP2P_EUNSUPPORTED, "unknown muxer \"%.*s\" (known: yamux, mplex)",
+                      (int)len, n);
+    for (size_t i = 0; i < cfg->nmux; i++)
+        if (cfg->muxers[i] == ops->id) return 0; /* listed twice: the first place counts */
+    if (cfg->nmux == RP_HOST_MUXERS_MAX)
+        return rp_err(ei, RINGP2P_ELIMIT, "more than %d muxers", RP_HOST_MUXERS_MAX);
+    cfg->muxers[cfg->nmux++] = ops->id;
+    return 0;
 }
 
+/*
+ * The list replaces the previous one (its protocol IDs, most preferred
+ * first, are what early negotiation and multistream-select offer and
+ * accept); on error the config keeps the previous one.
+ */
 RINGP2P_API int ringp2p_config_muxers(ringp2p_config *cfg, const char *list, ringp2p_errinfo *ei)
 {
-    return each_name(list, ei, "muxer", mux_one, cfg);
+    size_t nmux = cfg->nmux;
+    const char *mux[RP_HOST_MUXERS_MAX];
+    memcpy(mux, cfg->muxers, sizeof(mux));
+    cfg->nmux = 0;
+    int r = each_name(list, ei, "muxer", mux_one, cfg);
+    if (r < 0 || cfg->nmux == 0) {
+        cfg->nmux = nmux;
+        memcpy(cfg->muxers, mux, sizeof(mux));
+        if (r == 0) r = rp_err(ei, RINGP2P_EINVAL, "empty muxer list");
+    }
+    return r;
 }
 
 RINGP2P_API int ringp2p_config_shards(ringp2p_config *cfg, unsigned n)
@@ -247,7 +276,7 @@ RINGP2P_API int ringp2p_config_shards(ringp2p_config *cfg, unsigned n)
 
 RINGP2P_API int ringp2p_config_limit(ringp2p_config *cfg, ringp2p_limit which, uint64_t value)
 {
-    if ((unsigned)which > RINGP2P_LIMIT_NEGOTIATION_TIMEOUT_MS) return RINGP2P_EINVAL;
+    if ((unsigned)which > RINGP2P_LIMIT_AUTONAT_DIAL_TIMEOUT_MS) return RINGP2P_EINVAL;
     cfg->limits[which] = value;
     return 0;
 }
@@ -274,6 +303,7 @@ uint64_t rp_host_limit(const ringp2p_node *n, ringp2p_limit which)
     case RINGP2P_LIMIT_DIAL_TIMEOUT_MS: return RP_HOST_DIAL_TIMEOUT_MS_DEFAULT;
     case RINGP2P_LIMIT_STREAM_WRITE_HIGH: return RP_HOST_STREAM_WRITE_HIGH_DEFAULT;
     case RINGP2P_LIMIT_NEGOTIATION_TIMEOUT_MS: return RP_HOST_NEGOTIATION_TIMEOUT_MS_DEFAULT;
+    case RINGP2P_LIMIT_AUTONAT_DIAL_TIMEOUT_MS: return RP_AUTONAT_SERVER_DIAL_TIMEOUT / 1000000;
     case RINGP2P_LIMIT_CONNECTIONS: return RP_HOST_CONNECTIONS_DEFAULT;
     case RINGP2P_LIMIT_STREAMS_INBOUND: return RP_YAMUX_MAX_INBOUND_STREAMS_DEFAULT;
     case RINGP2P_LIMIT_STREAMS_UNACKED: return RP_YAMUX_ACCEPT_BACKLOG_DEFAULT;
@@ -345,6 +375,13 @@ RINGP2P_API int ringp2p_node_new(const ringp2p_config *cfg, ringp2p_node **out, 
         rp_htable_unref(n->handlers);
         n->handlers = t;
     }
+    if (n->cfg.relay_service && (r = rp_relay_svc_new(n, ei)) < 0) goto fail;
+    if (n->cfg.autonat != 0 && (r = rp_autonat_svc_new(n, ei)) < 0) goto fail;
+    if (!n->cfg.relay_client_off && (r = rp_relay_client_new(n, ei)) < 0) goto fail;
+    /* hole punching upgrades relayed connections: nothing to do without the relay client */
+    if (n->rclient != NULL && (n->cfg.dcutr & RINGP2P_DCUTR_ON) != 0 &&
+        (r = rp_dcutr_svc_new(n, ei)) < 0)
+        goto fail;
     *out = n;
     return 0;
 fail:
@@ -375,6 +412,47 @@ static bool ip_unspecified(int code, const uint8_t *ip)
 {
     static const uint8_t zero[16] = { 0 };
     return memcmp(ip, zero, code == RINGP2P_P_IP4 ? 4 : 16) == 0;
+}
+
+static bool ip_loopback(int code, const uint8_t *ip)
+{
+    static const uint8_t lo6[16] = { [15] = 1 };
+    return code == RINGP2P_P_IP4 ? ip[0] == 127 : memcmp(ip, lo6, 16) == 0;
+}
+
+/*
+ * go-libp2p's TCP transport dials from its listen port (go-reuseport-transport picks a
+ * wildcard listener, else one matching the destination's loopback-ness; it consults the
+ * routing table among several specific ones, which we do not: then we bind none).
+ * laddrs and base are fixed once the node started, so any shard reads them unlocked.
+ */
+size_t rp_host_dial_local(ringp2p_node *n, const uint8_t *dst, size_t len, uint8_t *out)
+{
+    int dc, c;
+    const uint8_t *dip, *ip;
+    uint16_t dport, port;
+    if (!ip_port(dst, len, &dc, &dip, &dport)) return 0;
+    size_t iplen = dc == RINGP2P_P_IP4 ? 4 : 16;
+    /* one of our own addresses: a socket bound to it would connect to itself */
+    for (size_t i = 0; i < n->nbase; i++)
+        if (ip_port(n->base[i], n->base_len[i], &c, &ip, &port) && c == dc && port == dport &&
+            memcmp(ip, dip, iplen) == 0)
+            return 0;
+    bool dlo = ip_loopback(dc, dip);
+    int pick = -1, spec = -1, nspec = 0;
+    for (size_t i = 0; i < n->nladdrs && pick < 0; i++) {
+        if (!ip_port(n->laddrs[i], n->laddr_len[i], &c, &ip, &port) || c != dc) continue;
+        if (ip_unspecified(c, ip)) {
+            pick = (int)i;
+        } else if (ip_loopback(c, ip) == dlo) {
+            if (spec < 0) spec = (int)i;
+            nspec++;
+        }
+    }
+    if (pick < 0 && spec >= 0 && (dlo || nspec == 1)) pick = spec;
+    if (pick < 0) return 0;
+    memcpy(out, n->laddrs[pick], n->laddr_len[pick]);
+    return n->laddr_len[pick];
 }
 
 static void base_add(ringp2p_node *n, const uint8_t *a, size_t len)
@@ -457,6 +535,11 @@ static void rebuild_addrs(ringp2p_node *n)
         memcpy(n->addrs[n->naddrs], n->base[i], n->base_len[i]);
         n->addr_len[n->naddrs++] = n->base_len[i];
     }
+    /* circuit addresses of held relay reservations (relay_client.c), before observed ones */
+    for (size_t i = 0; i < n->nraddrs && n->naddrs < RP_HOST_ADDRS_MAX; i++) {
+        memcpy(n->addrs[n->naddrs], n->raddrs[i], n->raddr_len[i]);
+        n->addr_len[n->naddrs++] = n->raddr_len[i];
+    }
     size_t na = rp_obsaddr_count(&n->obs);
     for (size_t k = 0; k < na && n->naddrs < RP_HOST_ADDRS_MAX; k++) {
         rp_iov a = rp_obsaddr_get(&n->obs, k);
@@ -519,6 +602,15 @@ static void addrs_changed(rp_hshard *hs)
     rp_host_emit(n, RINGP2P_EVENT_ADDRS_CHANGED, NULL, 0, NULL);
 }
 
+void rp_host_addrs_rebuild(rp_hshard *hs)
+{
+    ringp2p_node *n = hs->node;
+    pthread_mutex_lock(&n->amu);
+    rebuild_addrs(n);
+    pthread_mutex_unlock(&n->amu);
+    addrs_changed(hs);
+}
+
 static void obs_timer_fired(rp_timer *t, void *arg)
 {
     rp_hshard *hs = arg;
@@ -553,6 +645,8 @@ void rp_host_observed(rp_hshard *hs, const ringp2p_peer_id *observer, const uint
     int lc;
     const uint8_t *lip;
     uint16_t lport;
+    /* AutoNAT asks a server about the address it saw, outbound connections included */
+    if (n->autonat != NULL) rp_autonat_svc_observed(hs, observer, remote, rlen, observed, olen);
     if (local == NULL || !ip_port(local, llen, &lc, &lip, &lport)) return;
     /* The listen address this connection came in on: same family and port, same or any IP. */
     const uint8_t *laddr = NULL;
@@ -645,6 +739,7 @@ RINGP2P_API int ringp2p_node_start(ringp2p_node *n, ringp2p_errinfo *ei)
     pthread_mutex_lock(&n->amu);
     rebuild_addrs(n);
     pthread_mutex_unlock(&n->amu);
+    if (n->rclient != NULL) rp_relay_client_start(n);
     return 0;
 }
 
@@ -674,6 +769,9 @@ static void stop_task(rp_shard *sh, void *arg)
     stop_arg *a = arg;
     rp_hshard *hs = a->node->shards[rp_shard_id(sh)];
     rp_timer_cancel(&hs->obs_timer);
+    rp_autonat_svc_stop_shard(hs);
+    rp_relay_client_stop_shard(hs);
+    rp_dcutr_svc_stop_shard(hs);
     rp_hshard_close_all(hs);
     pthread_mutex_lock(&a->w->mu);
     if (--a->w->left == 0) pthread_cond_signal(&a->w->cv);
@@ -720,6 +818,11 @@ RINGP2P_API void ringp2p_node_free(ringp2p_node *n)
     for (size_t i = 0; i < n->cfg.nlisten; i++) free(n->cfg.listen[i]);
     free(n->record);
     free(n->pubkey_pb);
+    rp_relay_svc_free(n->relay); /* signs with n->key */
+    rp_autonat_svc_free(n->autonat);
+    rp_relay_client_free(n->rclient);
+    rp_dcutr_svc_free(n->dcutr);
+    rp_hsec_shared_free(atomic_load(&n->sec_shared));
     ringp2p_privkey_free(n->key);
     rp_htable_unref(n->handlers);
     free(n->dir);
@@ -812,7 +915,8 @@ RINGP2P_API int ringp2p_node_remove_stream_handler(ringp2p_node *n, const char *
 
 /* ---- directory and events ----------------------------------------------------------------- */
 
-void rp_host_dir_add(ringp2p_node *n, const ringp2p_peer_id *peer, unsigned shard, uint64_t id)
+void rp_host_dir_add(ringp2p_node *n, const ringp2p_peer_id *peer, unsigned shard, uint64_t id,
+                     bool relayed)
 {
     pthread_mutex_lock(&n->mu);
     if (n->ndir == n->capdir) {
@@ -825,7 +929,7 @@ void rp_host_dir_add(ringp2p_node *n, const ringp2p_peer_id *peer, unsigned shar
         n->dir = d;
         n->capdir = cap;
     }
-    n->dir[n->ndir++] = (rp_hdir){ *peer, shard, id };
+    n->dir[n->ndir++] = (rp_hdir){ *peer, shard, id, relayed };
     pthread_mutex_unlock(&n->mu);
 }
 
@@ -834,6 +938,21 @@ bool rp_host_dir_has(ringp2p_node *n, const ringp2p_peer_id *peer)
     bool has = false;
     pthread_mutex_lock(&n->mu);
     for (size_t i = 0; i < n->ndir && !has; i++) has = ringp2p_peer_id_equal(&n->dir[i].peer, peer);
+    pthread_mutex_unlock(&n->mu);
+    return has;
+}
+
+bool rp_host_dir_direct(ringp2p_node *n, const ringp2p_peer_id *peer, uint64_t *id, unsigned *shard)
+{
+    bool has = false;
+    pthread_mutex_lock(&n->mu);
+    for (size_t i = 0; i < n->ndir && !has; i++) {
+        const rp_hdir *d = &n->dir[i];
+        if (d->relayed || !ringp2p_peer_id_equal(&d->peer, peer)) continue;
+        has = true;
+        *id = d->conn_id;
+        *shard = d->shard;
+    }
     pthread_mutex_unlock(&n->mu);
     return has;
 }
@@ -852,6 +971,11 @@ void rp_host_dir_remove(ringp2p_node *n, uint64_t id)
 void rp_host_emit(ringp2p_node *n, ringp2p_event_type type, const ringp2p_conn_info *ci, int err,
                   const char *agent)
 {
+    /* a reservation lasts while its peer is connected (dir_remove ran before this) */
+    if (type == RINGP2P_EVENT_DISCONNECTED && n->relay != NULL) rp_relay_svc_conn_closed(n, ci);
+    if (n->autonat != NULL) rp_autonat_svc_event(n, type, ci);
+    if (n->rclient != NULL) rp_relay_client_event(n, type, ci);
+    if (n->dcutr != NULL) rp_dcutr_svc_event(n, type, ci);
     if (n->cfg.ev_fn == NULL) return;
     ringp2p_event ev = { .type = type, .conn = ci, .err = err, .agent_version = agent };
     n->cfg.ev_fn(n, &ev, n->cfg.ev_ctx);
@@ -863,8 +987,7 @@ void rp_hopen_free(rp_hopen *o)
 {
     if (o == NULL) return;
     free(o->addr);
-    for (size_t i = 0; i < o->nprotos; i++) free(o->protos[i]);
-    free(o->protos);
+    free(o->protos); /* one block: the pointers, then the strings */
     free(o);
 }
 
@@ -888,7 +1011,9 @@ void rp_host_open_on_shard(rp_hshard *hs, rp_hopen *o)
     }
     rp_hconn *hc = NULL;
     if (o->conn_id != 0) hc = rp_hconn_find(hs, o->conn_id);
-    if (hc == NULL && o->has_peer) hc = rp_hshard_find_peer(hs, &o->peer);
+    /* a relayed connection serves a bare /p2p/ or a circuit address, never a direct dial */
+    if (hc == NULL && o->has_peer)
+        hc = rp_hshard_find_peer(hs, &o->peer, o->addr_len == 0 || o->circuit);
     if (hc != NULL) {
         rp_hconn_open_stream(hc, o);
         return;
@@ -903,7 +1028,43 @@ void rp_host_open_on_shard(rp_hshard *hs, rp_hopen *o)
         rp_hopen_fail(o, RINGP2P_ENOENT, &ei);
         return;
     }
+    if (o->circuit) {
+        rp_relay_client_dial(hs, o);
+        return;
+    }
     rp_hconn_dial(hs, o);
+}
+
+/*
+ * AutoNAT's dial-back (autonat_svc.h). The host otherwise reuses one
+ * connection per peer, which would prove nothing: a probe is an rp_hopen
+ * marked `probe`, dialed as any other on this shard, and hconn.c treats its
+ * connection apart in three places only: rp_hshard_find_peer never returns it
+ * (no stream request joins it), its deadline is the probe's, and where a
+ * connection would become ready (start_muxer) it reports success to fn and
+ * closes instead: no directory entry, no events, no identify. Failures reach
+ * fn through the usual failed-open path (rp_hopen_fail).
+ */
+int rp_host_probe_dial(rp_hshard *hs, const uint8_t *addr, size_t len, const ringp2p_peer_id *peer,
+                       uint64_t timeout_ns, ringp2p_open_fn fn, void *ctx)
+{
+    if (hs->stopping) return RINGP2P_ECLOSED;
+    rp_hopen *o = calloc(1, sizeof(*o));
+    if (o == NULL || (o->addr = malloc(len)) == NULL) {
+        free(o);
+        return RINGP2P_ENOMEM;
+    }
+    memcpy(o->addr, addr, len);
+    o->addr_len = len;
+    o->node = hs->node;
+    o->has_peer = true;
+    o->peer = *peer;
+    o->fn = fn;
+    o->ctx = ctx;
+    o->probe = true;
+    o->probe_timeout_ns = timeout_ns > 0 ? timeout_ns : 1;
+    rp_hconn_dial(hs, o); /* fn runs, now or later, whatever it returns */
+    return 0;
 }
 
 static void open_task(rp_shard *sh, void *arg)
@@ -919,6 +1080,51 @@ static unsigned peer_shard(const ringp2p_peer_id *p, unsigned nshards)
     return h % nshards;
 }
 
+/*
+ * The shape of a multiaddr for new_stream: TCP (ip4|ip6, tcp, maybe p2p, as
+ * rp_tcp_matches), a bare /p2p/, or neither; and the value of its last
+ * component when that is /p2p/. A ringp2p_multiaddr was validated when it was
+ * made, so this walk only splits components: no value is checked again (the
+ * /p2p/ check decodes the key inside an identity peer ID, which cost more
+ * than the rest of a stream open).
+ */
+typedef struct addr_shape {
+    bool tcp, peer_only;
+    const uint8_t *p2p; /* NULL: the last component is not /p2p/ */
+    size_t p2p_len;
+} addr_shape;
+
+static void addr_scan(const uint8_t *b, size_t len, addr_shape *out)
+{
+    memset(out, 0, sizeof(*out));
+    const uint8_t *p = b, *end = b + len;
+    uint64_t codes[3] = { 0 };
+    size_t n = 0;
+    while (p < end) {
+        uint64_t code, l = 0;
+        const rp_maddr_proto *pr = NULL;
+        if (rp_uvarint_decode(&p, end, &code) != 0 || (pr = rp_maddr_proto_by_code(code)) == NULL ||
+            (pr->size == RP_MADDR_SIZE_VAR && rp_uvarint_decode(&p, end, &l) != 0)) {
+            memset(out, 0, sizeof(*out)); /* not valid: cannot happen for a ringp2p_multiaddr */
+            return;
+        }
+        size_t vlen = pr->size > 0 ? (size_t)pr->size : (size_t)l;
+        if (vlen > (size_t)(end - p)) {
+            memset(out, 0, sizeof(*out));
+            return;
+        }
+        if (n < 3) codes[n] = code;
+        n++;
+        out->p2p = code == RINGP2P_P_P2P ? p : NULL;
+        out->p2p_len = code == RINGP2P_P_P2P ? vlen : 0;
+        p += vlen;
+    }
+    out->tcp = (n == 2 || (n == 3 && codes[2] == RINGP2P_P_P2P)) &&
+               (codes[0] == RINGP2P_P_IP4 || codes[0] == RINGP2P_P_IP6) &&
+               codes[1] == RINGP2P_P_TCP;
+    out->peer_only = n == 1 && codes[0] == RINGP2P_P_P2P;
+}
+
 RINGP2P_API int ringp2p_node_new_stream(ringp2p_node *n, const ringp2p_multiaddr *addr,
                                         const char *const *protocols, size_t np, ringp2p_open_fn fn,
                                         void *ctx)
@@ -930,13 +1136,13 @@ RINGP2P_API int ringp2p_node_new_stream(ringp2p_node *n, const ringp2p_multiaddr
         return RINGP2P_ECLOSED;
     size_t len;
     const uint8_t *b = ringp2p_multiaddr_bytes(addr, &len);
-    /* A TCP address (maybe with /p2p/<id>), or a bare /p2p/<id> naming a connected peer. */
-    ringp2p_multiaddr_iter it;
-    ringp2p_multiaddr_component c;
-    ringp2p_multiaddr_iter_init(&it, addr);
-    bool peer_only = !rp_tcp_matches(b, len) && ringp2p_multiaddr_iter_next(&it, &c) == 1 &&
-                     c.code == RINGP2P_P_P2P && ringp2p_multiaddr_iter_next(&it, &c) == 0;
-    if (!peer_only && !rp_tcp_matches(b, len)) return RINGP2P_EUNSUPPORTED;
+    /* A TCP address (maybe with /p2p/<id>), a bare /p2p/<id> naming a connected peer, or a
+     * relayed address (relay_client.c). */
+    addr_shape shape;
+    addr_scan(b, len, &shape);
+    bool peer_only = shape.peer_only;
+    bool circuit = !peer_only && !shape.tcp && rp_relay_is_circuit(b, len);
+    if (!peer_only && !circuit && !shape.tcp) return RINGP2P_EUNSUPPORTED;
     if (peer_only) len = 0;
     for (size_t i = 0; i < np; i++)
         if (protocols[i] == NULL || *protocols[i] == 0 || strlen(protocols[i]) > RP_MSS_PROTO_MAX)
@@ -947,29 +1153,53 @@ RINGP2P_API int ringp2p_node_new_stream(ringp2p_node *n, const ringp2p_multiaddr
     o->fn = fn;
     o->ctx = ctx;
     o->addr = len != 0 ? malloc(len) : NULL;
-    o->protos = calloc(np, sizeof(char *));
+    size_t plen[RP_MSS_MAX_ROUNDS], ptotal = np * sizeof(char *);
+    for (size_t i = 0; i < np; i++) ptotal += (plen[i] = strlen(protocols[i]) + 1);
+    o->protos = malloc(ptotal); /* one block: the pointers, then the strings (rp_hopen_free) */
     if ((len != 0 && o->addr == NULL) || o->protos == NULL) goto nomem;
     if (len != 0) memcpy(o->addr, b, len);
     o->addr_len = len;
+    char *str = (char *)(o->protos + np);
     for (size_t i = 0; i < np; i++) {
-        o->protos[i] = strdup(protocols[i]);
-        if (o->protos[i] == NULL) goto nomem;
-        o->nprotos++;
+        o->protos[i] = memcpy(str, protocols[i], plen[i]);
+        str += plen[i];
     }
-    o->has_peer = ringp2p_multiaddr_peer_id(addr, &o->peer) == 0;
-    if (peer_only && !o->has_peer) goto bad_peer; /* identity peer ID that is not a key */
-    unsigned shard;
-    if (o->has_peer) {
-        shard = peer_shard(&o->peer, n->nshards);
+    o->nprotos = np;
+    o->circuit = circuit;
+    unsigned shard = 0;
+    if (shape.p2p != NULL) {
+        /*
+         * A connected peer's ID is matched by its bytes (the directory's IDs
+         * were checked when their connections were secured); only an unknown
+         * one is decoded and checked here. A direct connection comes before a
+         * relayed one, which only a bare /p2p/ or a circuit address may use (a
+         * direct address dials).
+         */
+        bool relay_ok = peer_only || circuit;
         pthread_mutex_lock(&n->mu);
-        for (size_t i = 0; i < n->ndir; i++)
-            if (ringp2p_peer_id_equal(&n->dir[i].peer, &o->peer)) {
-                shard = n->dir[i].shard;
-                o->conn_id = n->dir[i].conn_id;
-                break;
-            }
+        const rp_hdir *pick = NULL;
+        for (size_t i = 0; i < n->ndir; i++) {
+            const rp_hdir *d = &n->dir[i];
+            if (d->peer.len != shape.p2p_len ||
+                memcmp(d->peer.bytes, shape.p2p, shape.p2p_len) != 0 || (d->relayed && !relay_ok))
+                continue;
+            if (pick == NULL || !d->relayed) pick = d;
+            if (!d->relayed) break;
+        }
+        if (pick != NULL) {
+            o->has_peer = true;
+            o->peer = pick->peer;
+            shard = pick->shard;
+            o->conn_id = pick->conn_id;
+        }
         pthread_mutex_unlock(&n->mu);
-    } else {
+        if (pick == NULL) {
+            o->has_peer = ringp2p_peer_id_from_bytes(shape.p2p, shape.p2p_len, &o->peer, NULL) == 0;
+            if (o->has_peer) shard = peer_shard(&o->peer, n->nshards);
+        }
+    }
+    if (peer_only && !o->has_peer) goto bad_peer; /* identity peer ID that is not a key */
+    if (!o->has_peer) {
         shard = atomic_fetch_add(&n->next_dial_shard, 1) % n->nshards;
     }
     int r = post_retry(n, shard, open_task, o);

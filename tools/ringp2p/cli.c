@@ -1,5 +1,7 @@
 #include "cli.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 cli_flag *cli_flag_get(cli_flag *flags, size_t n, const char *name)
@@ -95,6 +97,19 @@ int cli_fail(const char *cmd, const char *what, int code, const ringp2p_errinfo 
         (ei != NULL && ei->code == code && ei->msg[0] != '\0') ? ei->msg : ringp2p_strerror(code);
     fprintf(stderr, "ringp2p %s: %s: %s\n", cmd, what, reason);
     return CLI_FAIL;
+}
+
+int cli_long(const char *cmd, const char *flag, const char *value, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = value != NULL ? strtol(value, &end, 10) : 0;
+    if (value == NULL || end == value || *end != '\0' || errno != 0 || v < lo || v > hi) {
+        fprintf(stderr, "ringp2p %s: %s wants %ld..%ld\n", cmd, flag, lo, hi);
+        return CLI_USAGE;
+    }
+    *out = v;
+    return 0;
 }
 
 void json_str(FILE *out, const char *s)

@@ -47,6 +47,10 @@ cli_flag *cli_flag_get(cli_flag *flags, size_t n, const char *name);
 /* Prints "ringp2p CMD: what: reason" to stderr and returns CLI_FAIL. */
 int cli_fail(const char *cmd, const char *what, int code, const ringp2p_errinfo *ei);
 
+/* Parses `value` of flag `flag` as a decimal integer in [lo, hi] into *out; prints
+ * "ringp2p CMD: FLAG wants LO..HI" and returns CLI_USAGE otherwise. */
+int cli_long(const char *cmd, const char *flag, const char *value, long lo, long hi, long *out);
+
 /* Writes s as a JSON string literal (with quotes). */
 void json_str(FILE *out, const char *s);
 

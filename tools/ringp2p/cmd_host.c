@@ -20,6 +20,10 @@ typedef struct host_opts {
     const char *key, *security, *muxer, *shards;
     double timeout_s;
     bool json;
+    bool no_relay;      /* --no-relay: no relayed dialing, no stop protocol */
+    bool no_dcutr;      /* --no-dcutr: no hole punching */
+    bool dcutr_private; /* --dcutr-allow-private */
+    const char *listen; /* ping, stream: --listen, comma-separated (listen reads its own) */
 } host_opts;
 
 static int host_opts_get(const char *cmd, cli_flag *flags, size_t nflags, host_opts *o)
@@ -32,6 +36,10 @@ static int host_opts_get(const char *cmd, cli_flag *flags, size_t nflags, host_o
     if ((f = cli_flag_get(flags, nflags, "muxer")) != NULL) o->muxer = f->value;
     if ((f = cli_flag_get(flags, nflags, "shards")) != NULL) o->shards = f->value;
     if ((f = cli_flag_get(flags, nflags, "json")) != NULL) o->json = f->set;
+    if ((f = cli_flag_get(flags, nflags, "no-relay")) != NULL) o->no_relay = f->set;
+    if ((f = cli_flag_get(flags, nflags, "no-dcutr")) != NULL) o->no_dcutr = f->set;
+    if ((f = cli_flag_get(flags, nflags, "dcutr-allow-private")) != NULL) o->dcutr_private = f->set;
+    if ((f = cli_flag_get(flags, nflags, "listen")) != NULL) o->listen = f->value;
     o->timeout_s = 10;
     if ((f = cli_flag_get(flags, nflags, "timeout")) != NULL && f->value != NULL) {
         char *end;
@@ -68,12 +76,40 @@ static int host_config(const host_opts *o, ringp2p_config **out)
     }
     unsigned shards = o->shards != NULL ? (unsigned)atoi(o->shards) : 1;
     ringp2p_config_shards(cfg, shards);
+    /* one-shot commands end before AutoNAT could tell them anything; listen sets its own */
+    ringp2p_config_autonat(cfg, 0);
     ringp2p_config_limit(cfg, RINGP2P_LIMIT_DIAL_TIMEOUT_MS, (uint64_t)(o->timeout_s * 1000));
+    if (o->no_relay) ringp2p_config_relay_client(cfg, false);
+    if (o->no_dcutr)
+        ringp2p_config_dcutr(cfg, 0);
+    else if (o->dcutr_private)
+        ringp2p_config_dcutr(cfg, RINGP2P_DCUTR_ON | RINGP2P_DCUTR_ALLOW_PRIVATE);
     *out = cfg;
     return 0;
 fail_key:
     ringp2p_config_free(cfg);
     return cli_fail(o->cmd, "reading the key file", r, &ei);
+}
+
+/* fn(cfg, item) for each item of a comma-separated list; the first failure is reported. */
+static int config_each(ringp2p_config *cfg, const char *list,
+                       int (*fn)(ringp2p_config *, const char *, ringp2p_errinfo *),
+                       const char *cmd, const char *flag)
+{
+    if (list == NULL) return 0;
+    char *dup = strdup(list);
+    if (dup == NULL) return cli_fail(cmd, flag, RINGP2P_ENOMEM, NULL);
+    ringp2p_errinfo ei;
+    for (char *save = NULL, *a = strtok_r(dup, ",", &save); a != NULL;
+         a = strtok_r(NULL, ",", &save)) {
+        int r = fn(cfg, a, &ei);
+        if (r < 0) {
+            free(dup);
+            return cli_fail(cmd, flag, r, &ei);
+        }
+    }
+    free(dup);
+    return 0;
 }
 
 static void addr_text(const ringp2p_multiaddr *ma, char *buf, size_t cap)
@@ -82,16 +118,155 @@ static void addr_text(const ringp2p_multiaddr *ma, char *buf, size_t cap)
     if (ma == NULL || ringp2p_multiaddr_to_string(ma, buf, cap) < 0) snprintf(buf, cap, "unknown");
 }
 
+/* A hole punch ended (DCUtR): one line, JSON or text. */
+static void holepunch_print(bool json, const ringp2p_event *ev)
+{
+    const ringp2p_holepunch_info *hi = ev->holepunch;
+    char id[RINGP2P_PEER_ID_STR_MAX];
+    ringp2p_peer_id_to_string(&hi->peer, id, sizeof(id));
+    unsigned long long rtt_us = (unsigned long long)(hi->rtt_ns / 1000);
+    flockfile(stdout);
+    if (json) {
+        printf("{\"event\":\"holepunch\",\"peerId\":\"%s\",\"ok\":%s,\"attempts\":%u,"
+               "\"rttUs\":%llu,\"initiator\":%s",
+               id, hi->ok ? "true" : "false", hi->attempts, rtt_us,
+               hi->initiator ? "true" : "false");
+        if (!hi->ok) {
+            printf(",\"error\":");
+            json_str(stdout, hi->error != NULL ? hi->error : "");
+        }
+        printf("}\n");
+    } else if (hi->ok) {
+        printf("holepunch with %s: direct connection (attempt %u, relay rtt %.3f ms)\n", id,
+               hi->attempts, (double)rtt_us / 1000.0);
+    } else {
+        printf("holepunch with %s failed (%u attempt%s): %s\n", id, hi->attempts,
+               hi->attempts == 1 ? "" : "s", hi->error != NULL ? hi->error : "");
+    }
+    fflush(stdout);
+    funlockfile(stdout);
+}
+
 /* ---- listen ------------------------------------------------------------------------------- */
 
 typedef struct listen_ctx {
     bool json;
 } listen_ctx;
 
+/* The relay service's events (--relay-server). */
+static void relay_event(const listen_ctx *lc, const ringp2p_event *ev)
+{
+    const ringp2p_relay_info *ri = ev->relay;
+    char src[RINGP2P_PEER_ID_STR_MAX], dst[RINGP2P_PEER_ID_STR_MAX];
+    ringp2p_peer_id_to_string(&ri->src, src, sizeof(src));
+    const char *why = ev->err == 0 ? "closed" : ringp2p_strerror(ev->err);
+    flockfile(stdout);
+    if (ev->type == RINGP2P_EVENT_RELAY_RESERVATION) {
+        if (lc->json)
+            printf("{\"event\":\"relay-reservation\",\"peerId\":\"%s\",\"expires\":%llu}\n", src,
+                   (unsigned long long)ri->expire);
+        else
+            printf("relay reservation by %s until %llu (Unix time)\n", src,
+                   (unsigned long long)ri->expire);
+    } else {
+        ringp2p_peer_id_to_string(&ri->dst, dst, sizeof(dst));
+        if (lc->json) {
+            printf("{\"event\":\"relay-circuit\",\"src\":\"%s\",\"dst\":\"%s\",\"bytes\":%llu,"
+                   "\"bytesToDst\":%llu,\"bytesToSrc\":%llu,\"durationMs\":%llu,\"reason\":",
+                   src, dst, (unsigned long long)(ri->bytes_to_dst + ri->bytes_to_src),
+                   (unsigned long long)ri->bytes_to_dst, (unsigned long long)ri->bytes_to_src,
+                   (unsigned long long)ri->duration_ms);
+            json_str(stdout, why);
+            printf("}\n");
+        } else {
+            printf("relay circuit %s -> %s ended (%s): %llu bytes to it, %llu back, %llu ms\n", src,
+                   dst, why, (unsigned long long)ri->bytes_to_dst,
+                   (unsigned long long)ri->bytes_to_src, (unsigned long long)ri->duration_ms);
+        }
+    }
+    fflush(stdout);
+    funlockfile(stdout);
+}
+
+/*
+ * Our reservation on a relay (--relay): made or renewed (with the circuit addresses now
+ * advertised for that relay, ready to dial), refused, failed or lost.
+ */
+static void reservation_event(ringp2p_node *n, const listen_ctx *lc,
+                              const ringp2p_reservation_info *ri)
+{
+    char relay[512], rid[RINGP2P_PEER_ID_STR_MAX], tag[RINGP2P_PEER_ID_STR_MAX + 32];
+    addr_text(ri->relay_addr, relay, sizeof(relay));
+    ringp2p_peer_id_to_string(&ri->relay, rid, sizeof(rid));
+    snprintf(tag, sizeof(tag), "/p2p/%s/p2p-circuit/", rid);
+    ringp2p_multiaddr *addrs[RINGP2P_MULTIADDR_MAX_COMPONENTS];
+    size_t na = ri->ok ? ringp2p_node_addrs(n, addrs, RINGP2P_MULTIADDR_MAX_COMPONENTS) : 0;
+    if (na > RINGP2P_MULTIADDR_MAX_COMPONENTS) na = RINGP2P_MULTIADDR_MAX_COMPONENTS;
+    flockfile(stdout);
+    if (lc->json) {
+        printf("{\"event\":\"reservation\",\"relay\":");
+        json_str(stdout, relay);
+        printf(",\"ok\":%s", ri->ok ? "true" : "false");
+        if (ri->ok) {
+            printf(",\"expires\":%llu,\"addrs\":[", (unsigned long long)ri->expire);
+            bool first = true;
+            for (size_t i = 0; i < na; i++) {
+                char t[512];
+                addr_text(addrs[i], t, sizeof(t));
+                if (strstr(t, tag) == NULL) continue;
+                if (!first) putchar(',');
+                first = false;
+                json_str(stdout, t);
+            }
+            printf("]}\n");
+        } else {
+            printf(",\"lost\":%s,\"error\":", ri->lost ? "true" : "false");
+            json_str(stdout, ri->error != NULL ? ri->error : "");
+            printf("}\n");
+        }
+    } else if (ri->ok) {
+        printf("reservation on %s until %llu (Unix time); reachable at:\n", relay,
+               (unsigned long long)ri->expire);
+        for (size_t i = 0; i < na; i++) {
+            char t[512];
+            addr_text(addrs[i], t, sizeof(t));
+            if (strstr(t, tag) != NULL) printf("  %s\n", t);
+        }
+    } else {
+        printf("reservation on %s %s: %s\n", relay, ri->lost ? "lost" : "failed",
+               ri->error != NULL ? ri->error : "");
+    }
+    fflush(stdout);
+    funlockfile(stdout);
+    for (size_t i = 0; i < na; i++) ringp2p_multiaddr_free(addrs[i]);
+}
+
 static void listen_event(ringp2p_node *n, const ringp2p_event *ev, void *ctx)
 {
     listen_ctx *lc = ctx;
-    (void)n;
+    if (ev->type == RINGP2P_EVENT_RELAY_RESERVATION || ev->type == RINGP2P_EVENT_RELAY_CIRCUIT) {
+        relay_event(lc, ev);
+        return;
+    }
+    if (ev->type == RINGP2P_EVENT_REACHABILITY) {
+        flockfile(stdout);
+        if (lc->json)
+            printf("{\"event\":\"reachability\",\"status\":\"%s\"}\n",
+                   ringp2p_reachability_name(ev->reachability));
+        else
+            printf("reachability: %s\n", ringp2p_reachability_name(ev->reachability));
+        fflush(stdout);
+        funlockfile(stdout);
+        return;
+    }
+    if (ev->type == RINGP2P_EVENT_RESERVATION) {
+        reservation_event(n, lc, ev->reservation);
+        return;
+    }
+    if (ev->type == RINGP2P_EVENT_HOLEPUNCH) {
+        holepunch_print(lc->json, ev);
+        return;
+    }
     if (ev->conn == NULL) return;
     char id[RINGP2P_PEER_ID_STR_MAX], ra[512];
     ringp2p_peer_id_to_string(&ev->conn->peer, id, sizeof(id));
@@ -103,9 +278,8 @@ static void listen_event(ringp2p_node *n, const ringp2p_event *ev, void *ctx)
         case RINGP2P_EVENT_CONNECTED:
             printf("{\"event\":\"connection\",\"peerId\":\"%s\",\"remoteAddr\":", id);
             json_str(stdout, ra);
-            printf(
-                ",\"direction\":\"%s\",\"relayed\":false,\"security\":\"%s\",\"muxer\":\"%s\"}\n",
-                dir, ev->conn->security, ev->conn->muxer);
+            printf(",\"direction\":\"%s\",\"relayed\":%s,\"security\":\"%s\",\"muxer\":\"%s\"}\n",
+                   dir, ev->conn->relayed ? "true" : "false", ev->conn->security, ev->conn->muxer);
             break;
         case RINGP2P_EVENT_DISCONNECTED:
             printf("{\"event\":\"disconnection\",\"peerId\":\"%s\",\"remoteAddr\":", id);
@@ -124,8 +298,8 @@ static void listen_event(ringp2p_node *n, const ringp2p_event *ev, void *ctx)
     } else {
         switch (ev->type) {
         case RINGP2P_EVENT_CONNECTED:
-            printf("connection %s %s from %s (%s, %s)\n", dir, id, ra, ev->conn->security,
-                   ev->conn->muxer);
+            printf("connection %s %s from %s (%s, %s%s)\n", dir, id, ra, ev->conn->security,
+                   ev->conn->muxer, ev->conn->relayed ? ", relayed" : "");
             break;
         case RINGP2P_EVENT_DISCONNECTED:
             printf("disconnection %s %s: %s\n", id, ra,
@@ -139,6 +313,63 @@ static void listen_event(ringp2p_node *n, const ringp2p_event *ev, void *ctx)
     }
     fflush(stdout);
     funlockfile(stdout);
+}
+
+/* --connect: the identify stream that made the connection; its bytes are not needed. */
+static void connect_data(ringp2p_stream *s, void *ctx, const uint8_t *data, size_t len)
+{
+    (void)s;
+    (void)ctx;
+    (void)data;
+    (void)len;
+}
+
+static void connect_eof(ringp2p_stream *s, void *ctx)
+{
+    (void)ctx;
+    ringp2p_stream_close_write(s);
+}
+
+static void connect_close(ringp2p_stream *s, void *ctx, int err)
+{
+    (void)s;
+    (void)ctx;
+    (void)err;
+}
+
+static const ringp2p_stream_callbacks connect_cbs = {
+    .on_data = connect_data,
+    .on_eof = connect_eof,
+    .on_close = connect_close,
+};
+
+static void connect_opened(ringp2p_node *n, ringp2p_stream *s, int err, const ringp2p_errinfo *ei,
+                           void *ctx)
+{
+    (void)n;
+    if (err == 0) {
+        ringp2p_stream_set_callbacks(s, &connect_cbs, NULL);
+        return;
+    }
+    fprintf(stderr, "ringp2p listen: --connect %s: %s\n", (const char *)ctx,
+            ei != NULL ? ei->msg : ringp2p_strerror(err));
+}
+
+/* Connects to each of the comma-separated peers (an identify stream opens the connection). */
+static void listen_connect(ringp2p_node *node, char *list)
+{
+    static const char *const proto[1] = { RP_IDENTIFY_PROTOCOL_ID };
+    for (char *save = NULL, *a = strtok_r(list, ",", &save); a != NULL;
+         a = strtok_r(NULL, ",", &save)) {
+        ringp2p_multiaddr *ma;
+        ringp2p_errinfo ei;
+        int r = ringp2p_multiaddr_parse(a, &ma, &ei);
+        if (r == 0) {
+            r = ringp2p_node_new_stream(node, ma, proto, 1, connect_opened, a);
+            ringp2p_multiaddr_free(ma);
+        }
+        if (r < 0) fprintf(stderr, "ringp2p listen: --connect %s: %s\n", a, ringp2p_strerror(r));
+    }
 }
 
 int cmd_listen(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, size_t nargs)
@@ -170,6 +401,40 @@ int cmd_listen(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, 
         }
     }
     free(dup);
+    if (cli_flag_get(flags, nflags, "relay-server")->set &&
+        (r = ringp2p_config_relay_service(cfg, true, NULL)) < 0) {
+        ringp2p_config_free(cfg);
+        return cli_fail("listen", "--relay-server", r, NULL);
+    }
+    const char *relays = cli_flag_get(flags, nflags, "relay")->value;
+    if (relays != NULL && o.no_relay) {
+        ringp2p_config_free(cfg);
+        fprintf(stderr, "ringp2p listen: --relay reserves through the relay client, which "
+                        "--no-relay turns off\n");
+        return CLI_USAGE;
+    }
+    if ((r = config_each(cfg, relays, ringp2p_config_relay, "listen", "--relay")) != 0) {
+        ringp2p_config_free(cfg);
+        return r;
+    }
+    unsigned autonat = RINGP2P_AUTONAT_CLIENT;
+    if (cli_flag_get(flags, nflags, "no-autonat")->set) autonat = 0;
+    if (cli_flag_get(flags, nflags, "autonat-server")->set) autonat |= RINGP2P_AUTONAT_SERVER;
+    if (cli_flag_get(flags, nflags, "autonat-allow-private")->set)
+        autonat |= RINGP2P_AUTONAT_ALLOW_PRIVATE;
+    ringp2p_config_autonat(cfg, autonat);
+    const char *adt = cli_flag_get(flags, nflags, "autonat-dial-timeout")->value;
+    if (adt != NULL) {
+        char *end;
+        double s = strtod(adt, &end);
+        if (*end != 0 || !(s > 0 && s <= 3600)) {
+            ringp2p_config_free(cfg);
+            fprintf(stderr,
+                    "ringp2p listen: --autonat-dial-timeout wants seconds, > 0 and <= 3600\n");
+            return CLI_USAGE;
+        }
+        ringp2p_config_limit(cfg, RINGP2P_LIMIT_AUTONAT_DIAL_TIMEOUT_MS, (uint64_t)(s * 1000));
+    }
     listen_ctx lc = { o.json };
     ringp2p_config_events(cfg, listen_event, &lc);
     ringp2p_node *node;
@@ -204,10 +469,14 @@ int cmd_listen(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, 
     if (o.json) printf("]}\n");
     fflush(stdout);
     funlockfile(stdout);
+    const char *conn = cli_flag_get(flags, nflags, "connect")->value;
+    char *conns = conn != NULL ? strdup(conn) : NULL; /* connect_opened names its entry */
+    if (conns != NULL) listen_connect(node, conns);
     int sig;
     sigwait(&set, &sig);
     ringp2p_node_stop(node);
     ringp2p_node_free(node);
+    free(conns);
     return CLI_OK;
 }
 
@@ -224,6 +493,30 @@ static const char *open_what(int code)
     }
 }
 
+/*
+ * The dialing side's node, started, listening on --listen if given (so it can be punched
+ * to), with node events to `ev` (may be NULL).
+ */
+static int start_node(const host_opts *o, ringp2p_event_fn ev, void *ev_ctx, ringp2p_node **out)
+{
+    ringp2p_config *cfg;
+    int r = host_config(o, &cfg);
+    if (r != 0) return r;
+    if (ev != NULL) ringp2p_config_events(cfg, ev, ev_ctx);
+    if ((r = config_each(cfg, o->listen, ringp2p_config_listen, o->cmd, "--listen")) != 0) {
+        ringp2p_config_free(cfg);
+        return r;
+    }
+    ringp2p_errinfo ei;
+    ringp2p_node *node;
+    r = ringp2p_node_new(cfg, &node, &ei);
+    ringp2p_config_free(cfg);
+    if (r == 0 && (r = ringp2p_node_start(node, &ei)) < 0) ringp2p_node_free(node);
+    if (r < 0) return cli_fail(o->cmd, "starting", r, &ei);
+    *out = node;
+    return 0;
+}
+
 static int dial_stream(const host_opts *o, const char *maddr, const char *proto,
                        ringp2p_node **node_out, ringp2p_bstream **bs_out)
 {
@@ -231,18 +524,10 @@ static int dial_stream(const host_opts *o, const char *maddr, const char *proto,
     ringp2p_multiaddr *ma;
     int r = ringp2p_multiaddr_parse(maddr, &ma, &ei);
     if (r < 0) return cli_fail(o->cmd, "bad address", r, &ei);
-    ringp2p_config *cfg;
-    if ((r = host_config(o, &cfg)) != 0) {
+    ringp2p_node *node;
+    if ((r = start_node(o, NULL, NULL, &node)) != 0) {
         ringp2p_multiaddr_free(ma);
         return r;
-    }
-    ringp2p_node *node;
-    r = ringp2p_node_new(cfg, &node, &ei);
-    ringp2p_config_free(cfg);
-    if (r == 0) r = ringp2p_node_start(node, &ei);
-    if (r < 0) {
-        ringp2p_multiaddr_free(ma);
-        return cli_fail(o->cmd, "starting", r, &ei);
     }
     const char *protos[1] = { proto };
     memset(&ei, 0, sizeof(ei));
@@ -274,6 +559,100 @@ static ssize_t read_full(ringp2p_bstream *bs, uint8_t *buf, size_t len, int ms)
     return (ssize_t)got;
 }
 
+/*
+ * One ping: a fresh /ipfs/ping/1.0.0 stream to the address, so each ping takes
+ * the connection new streams take at that moment (a direct one once there is one,
+ * else the relayed one) and its line can say which. The round trip is timed from
+ * the write to the whole echo, the stream's opening left out.
+ */
+typedef struct ping_one {
+    struct ping_one *next;
+    pthread_mutex_t *mu;
+    pthread_cond_t *cv;
+    uint8_t out[32], in[32];
+    size_t got;
+    uint64_t t0, rtt;
+    int err;
+    char errmsg[RINGP2P_ERRINFO_MSG_MAX];
+    bool relayed, opened, done, finished; /* done: the result; finished: no more callbacks */
+} ping_one;
+
+static void ping_signal(ping_one *p, bool finished)
+{
+    pthread_mutex_lock(p->mu);
+    p->done = true;
+    if (finished) p->finished = true;
+    pthread_cond_broadcast(p->cv);
+    pthread_mutex_unlock(p->mu);
+}
+
+static void ping_data(ringp2p_stream *s, void *ctx, const uint8_t *data, size_t len)
+{
+    ping_one *p = ctx;
+    if (p->done) return;
+    size_t take = len < 32 - p->got ? len : 32 - p->got;
+    memcpy(p->in + p->got, data, take);
+    p->got += take;
+    if (p->got < 32) return;
+    p->rtt = mono_us() - p->t0;
+    if (memcmp(p->in, p->out, 32) != 0) p->err = RINGP2P_EPROTOCOL;
+    ringp2p_stream_close_write(s);
+    ping_signal(p, false);
+}
+
+static void ping_eof(ringp2p_stream *s, void *ctx)
+{
+    ping_one *p = ctx;
+    if (!p->done) {
+        p->err = RINGP2P_ECONNRESET;
+        ringp2p_stream_close_write(s);
+        ping_signal(p, false);
+    }
+}
+
+static void ping_close(ringp2p_stream *s, void *ctx, int err)
+{
+    ping_one *p = ctx;
+    (void)s;
+    if (!p->done) p->err = err != 0 ? err : RINGP2P_ECONNRESET;
+    ping_signal(p, true);
+}
+
+static const ringp2p_stream_callbacks ping_cbs = {
+    .on_data = ping_data,
+    .on_eof = ping_eof,
+    .on_close = ping_close,
+};
+
+static void ping_opened(ringp2p_node *n, ringp2p_stream *s, int err, const ringp2p_errinfo *ei,
+                        void *ctx)
+{
+    ping_one *p = ctx;
+    (void)n;
+    if (err < 0) {
+        p->err = err;
+        snprintf(p->errmsg, sizeof(p->errmsg), "%s",
+                 ei != NULL && ei->msg[0] ? ei->msg : ringp2p_strerror(err));
+        ping_signal(p, true);
+        return;
+    }
+    pthread_mutex_lock(p->mu);
+    p->opened = true;
+    p->relayed = ringp2p_stream_conn(s)->relayed;
+    pthread_mutex_unlock(p->mu);
+    ringp2p_stream_set_callbacks(s, &ping_cbs, p);
+    p->t0 = mono_us();
+    if (ringp2p_stream_write(s, p->out, 32) < 0) ringp2p_stream_reset(s);
+}
+
+/* ping prints the hole punches of its node (--listen makes it punchable) beside its pings. */
+static void ping_event(ringp2p_node *n, const ringp2p_event *ev, void *ctx)
+{
+    const host_opts *o = ctx;
+    (void)n;
+    if (ev->type == RINGP2P_EVENT_HOLEPUNCH) holepunch_print(o->json, ev);
+}
+
 int cmd_ping(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, size_t nargs)
 {
     (void)cmd;
@@ -289,29 +668,72 @@ int cmd_ping(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, si
         fprintf(stderr, "ringp2p ping: --count wants a positive number\n");
         return CLI_USAGE;
     }
+    ringp2p_errinfo ei;
+    ringp2p_multiaddr *ma;
+    if ((r = ringp2p_multiaddr_parse(args[0], &ma, &ei)) < 0)
+        return cli_fail("ping", "bad address", r, &ei);
     ringp2p_node *node;
-    ringp2p_bstream *bs;
-    if ((r = dial_stream(&o, args[0], "/ipfs/ping/1.0.0", &node, &bs)) != 0) return r;
+    if ((r = start_node(&o, ping_event, &o, &node)) != 0) {
+        ringp2p_multiaddr_free(ma);
+        return r;
+    }
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+    ping_one *all = NULL; /* freed once the node is gone: a timed-out ping may still run */
+    static const char *const protos[1] = { "/ipfs/ping/1.0.0" };
     long ok = 0;
     uint64_t min = UINT64_MAX, max = 0, sum = 0;
     int rc = CLI_OK;
     for (long seq = 1; seq <= count; seq++) {
-        uint8_t out[32], in[32];
-        if (getrandom(out, sizeof(out), 0) != (ssize_t)sizeof(out)) memset(out, (int)seq, 32);
-        uint64_t t0 = mono_us();
-        ssize_t w = ringp2p_bstream_write(bs, out, 32, (int)(o.timeout_s * 1000));
-        ssize_t n = w == 32 ? read_full(bs, in, 32, (int)(o.timeout_s * 1000)) : w;
-        uint64_t rtt = mono_us() - t0;
-        if (n != 32 || memcmp(in, out, 32) != 0) {
-            const char *why = n == RINGP2P_ETIMEDOUT ? "timed out"
-                              : n < 0                ? ringp2p_strerror((int)n)
-                              : n < 32               ? "stream ended"
-                                                     : "echo differs";
+        ping_one *p = calloc(1, sizeof(*p));
+        if (p == NULL) {
+            rc = cli_fail("ping", "memory", RINGP2P_ENOMEM, NULL);
+            break;
+        }
+        p->mu = &mu;
+        p->cv = &cv;
+        p->next = all;
+        all = p;
+        if (getrandom(p->out, sizeof(p->out), 0) != (ssize_t)sizeof(p->out))
+            memset(p->out, (int)seq, sizeof(p->out));
+        r = ringp2p_node_new_stream(node, ma, protos, 1, ping_opened, p);
+        if (r < 0) {
+            p->finished = true;
+            rc = cli_fail("ping", open_what(r), r, NULL);
+            break;
+        }
+        /* the first ping dials: the dial timeout and then the reply's */
+        double wait_s = o.timeout_s * (seq == 1 ? 2 : 1) + 0.5;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += (time_t)wait_s;
+        ts.tv_nsec += (long)((wait_s - (double)(time_t)wait_s) * 1e9);
+        if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        pthread_mutex_lock(&mu);
+        while (!p->done)
+            if (pthread_cond_timedwait(&cv, &mu, &ts) != 0) break;
+        bool done = p->done, opened = p->opened, relayed = p->relayed;
+        int err = done ? p->err : RINGP2P_ETIMEDOUT;
+        uint64_t rtt = p->rtt;
+        pthread_mutex_unlock(&mu);
+        if (!opened && ok == 0 && err != 0) {
+            /* never reached the peer: as any dialing command says it */
+            ringp2p_errinfo e2 = { err, "" };
+            snprintf(e2.msg, sizeof(e2.msg), "%s", done ? p->errmsg : "timed out");
+            rc = cli_fail("ping", open_what(err), err, &e2);
+            break;
+        }
+        if (err != 0) {
+            const char *why = err == RINGP2P_ETIMEDOUT    ? "timed out"
+                              : err == RINGP2P_EPROTOCOL  ? "echo differs"
+                              : err == RINGP2P_ECONNRESET ? "stream ended"
+                                                          : ringp2p_strerror(err);
             if (o.json)
-                printf("{\"event\":\"ping\",\"seq\":%ld,\"error\":\"%s\",\"relayed\":false}\n", seq,
-                       why);
+                printf("{\"event\":\"ping\",\"seq\":%ld,\"error\":\"%s\",\"relayed\":%s}\n", seq,
+                       why, relayed ? "true" : "false");
             else
-                fprintf(stderr, "ringp2p ping: seq %ld: %s\n", seq, why);
+                fprintf(stderr, "ringp2p ping: seq %ld: %s%s%s\n", seq, why,
+                        done && p->errmsg[0] ? ": " : "", done ? p->errmsg : "");
             rc = CLI_FAIL;
             break;
         }
@@ -320,25 +742,32 @@ int cmd_ping(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, si
         if (rtt < min) min = rtt;
         if (rtt > max) max = rtt;
         if (o.json)
-            printf("{\"event\":\"ping\",\"seq\":%ld,\"rttUs\":%llu,\"relayed\":false}\n", seq,
-                   (unsigned long long)rtt);
+            printf("{\"event\":\"ping\",\"seq\":%ld,\"rttUs\":%llu,\"relayed\":%s}\n", seq,
+                   (unsigned long long)rtt, relayed ? "true" : "false");
         else
-            printf("pong seq=%ld rtt=%.3f ms\n", seq, (double)rtt / 1000.0);
+            printf("pong seq=%ld rtt=%.3f ms (%s)\n", seq, (double)rtt / 1000.0,
+                   relayed ? "relayed" : "direct");
         fflush(stdout);
         if (seq < count) usleep((useconds_t)(interval * 1e6));
     }
-    if (o.json)
-        printf("{\"event\":\"summary\",\"sent\":%ld,\"received\":%ld,\"minUs\":%llu,\"avgUs\":%llu,"
-               "\"maxUs\":%llu}\n",
-               count, ok, (unsigned long long)(ok ? min : 0),
-               (unsigned long long)(ok ? sum / (uint64_t)ok : 0), (unsigned long long)max);
-    else
-        printf("%ld sent, %ld received, rtt min/avg/max = %.3f/%.3f/%.3f ms\n", count, ok,
-               ok ? (double)min / 1000 : 0.0, ok ? (double)sum / (double)ok / 1000 : 0.0,
-               (double)max / 1000);
-    ringp2p_bstream_close_write(bs);
-    ringp2p_bstream_close(bs);
-    ringp2p_node_free(node);
+    if (ok > 0 || rc == CLI_OK) {
+        if (o.json)
+            printf("{\"event\":\"summary\",\"sent\":%ld,\"received\":%ld,\"minUs\":%llu,"
+                   "\"avgUs\":%llu,\"maxUs\":%llu}\n",
+                   count, ok, (unsigned long long)(ok ? min : 0),
+                   (unsigned long long)(ok ? sum / (uint64_t)ok : 0), (unsigned long long)max);
+        else
+            printf("%ld sent, %ld received, rtt min/avg/max = %.3f/%.3f/%.3f ms\n", count, ok,
+                   ok ? (double)min / 1000 : 0.0, ok ? (double)sum / (double)ok / 1000 : 0.0,
+                   (double)max / 1000);
+    }
+    ringp2p_multiaddr_free(ma);
+    ringp2p_node_free(node); /* joins the shards: no callback runs after this */
+    while (all != NULL) {
+        ping_one *p = all;
+        all = p->next;
+        free(p);
+    }
     return ok == count ? rc : CLI_FAIL;
 }
 
@@ -493,17 +922,30 @@ int cmd_stream(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, 
 
 /* ---- perf --------------------------------------------------------------------------------- */
 
+/*
+ * The client side of /perf/1.0.0. The API keeps one connection per peer per
+ * node, so --conns N runs N client nodes (one shard each, fresh identities
+ * unless --key is given), each dialing the target; stream i runs on node
+ * i % N. Timing is read from the core's stamps once every stream finished:
+ * a stream's upload phase runs from its open until the server has provably
+ * read all of it (its first download byte, or its close when nothing is
+ * downloaded), its download phase from that first byte to the close.
+ */
+/* Each connection is a node with its own shard thread and receive buffers. */
+#define PERF_CONNS_MAX 64
+
 typedef struct perf_run {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int opened, finished; /* open callbacks seen (success or not), streams finished */
-    ringp2p_peer_id peer; /* of the first stream's connection, to open the rest on it */
+    ringp2p_peer_id peer; /* of the first connection, to open the rest on the same ones */
     bool have_peer;
+    char security[64], muxer[64]; /* negotiated on the first connection */
 } perf_run;
 
 typedef struct perf_strm {
     perf_run *run;
-    rp_perf_client c;      /* shard-owned once the stream is open */
+    rp_perf_client c;      /* shard-owned once the stream is open, until it finished */
     _Atomic uint64_t up;   /* upload bytes written (without the header), for the display */
     _Atomic uint64_t down; /* download bytes received */
     _Atomic int err;       /* first error, 0 if none */
@@ -612,10 +1054,13 @@ static void perf_opened(ringp2p_node *n, ringp2p_stream *s, int err, const ringp
     }
     rp_perf_client_init(&p->c, p->c.upload, p->c.download, mono_ns());
     ringp2p_stream_set_callbacks(s, &perf_client_cbs, p);
+    const ringp2p_conn_info *ci = ringp2p_stream_conn(s);
     pthread_mutex_lock(&run->mu);
     if (!run->have_peer) {
-        run->peer = ringp2p_stream_conn(s)->peer;
+        run->peer = ci->peer;
         run->have_peer = true;
+        snprintf(run->security, sizeof(run->security), "%s", ci->security ? ci->security : "");
+        snprintf(run->muxer, sizeof(run->muxer), "%s", ci->muxer ? ci->muxer : "");
     }
     run->opened++;
     pthread_cond_broadcast(&run->cv);
@@ -651,13 +1096,44 @@ static int parse_size(const char *t, uint64_t *out)
     return 0;
 }
 
-static void perf_line(uint64_t up, uint64_t down, double secs)
+/* The live line: totals, and the rates over the last second (since the start at first). */
+static void perf_line(uint64_t up, uint64_t down, double up_rate, double down_rate, double secs)
 {
-    double s = secs > 0 ? secs : 1e-9;
-    fprintf(stderr, "\r  up %10.1f MB (%8.1f MB/s)   down %10.1f MB (%8.1f MB/s)   %6.1f s ",
-            (double)up / 1e6, (double)up / 1e6 / s, (double)down / 1e6, (double)down / 1e6 / s,
-            secs);
+    fprintf(stderr, "\r  up %10.1f MB %8.1f MB/s   down %10.1f MB %8.1f MB/s   %6.1f s ",
+            (double)up / 1e6, up_rate / 1e6, (double)down / 1e6, down_rate / 1e6, secs);
     fflush(stderr);
+}
+
+/* Phase times over all streams that completed the phase (see perf_run). */
+typedef struct perf_phases {
+    double up_s, down_s; /* 0 when no stream completed that phase */
+} perf_phases;
+
+static perf_phases perf_time(const perf_strm *st, long n)
+{
+    uint64_t us = UINT64_MAX, ue = 0, ds = UINT64_MAX, de = 0;
+    for (long i = 0; i < n; i++) {
+        const rp_perf_client *c = &st[i].c;
+        if (c->start_ns == 0) continue; /* never opened */
+        uint64_t uend = c->download > 0 ? c->first_byte_ns : c->end_ns;
+        if (uend != 0) {
+            if (c->start_ns < us) us = c->start_ns;
+            if (uend > ue) ue = uend;
+        }
+        if (c->download > 0 && c->first_byte_ns != 0 && c->end_ns != 0) {
+            if (c->first_byte_ns < ds) ds = c->first_byte_ns;
+            if (c->end_ns > de) de = c->end_ns;
+        }
+    }
+    perf_phases ph = { 0, 0 };
+    if (ue > us) ph.up_s = (double)(ue - us) / 1e9;
+    if (de > ds) ph.down_s = (double)(de - ds) / 1e9;
+    return ph;
+}
+
+static double mbps(uint64_t bytes, double secs)
+{
+    return secs > 0 ? (double)bytes / 1e6 / secs : 0.0;
 }
 
 int cmd_perf(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, size_t nargs)
@@ -668,7 +1144,7 @@ int cmd_perf(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, si
     int r = host_opts_get("perf", flags, nflags, &o);
     if (r != 0) return r;
     uint64_t upload = UINT64_C(1) << 30, download = 0;
-    long nstreams = 1;
+    long nstreams = 0, nconns = 1;
     cli_flag *f;
     if ((f = cli_flag_get(flags, nflags, "upload")) != NULL && f->value != NULL &&
         parse_size(f->value, &upload) < 0) {
@@ -680,39 +1156,50 @@ int cmd_perf(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, si
         fprintf(stderr, "ringp2p perf: --download wants a size (1000, 64K, 64M, 1G)\n");
         return CLI_USAGE;
     }
-    if ((f = cli_flag_get(flags, nflags, "streams")) != NULL && f->value != NULL) {
-        char *end;
-        nstreams = strtol(f->value, &end, 10);
-        if (*end != 0 || nstreams < 1 || nstreams > 1024) {
-            fprintf(stderr, "ringp2p perf: --streams wants 1..1024\n");
-            return CLI_USAGE;
-        }
+    if ((f = cli_flag_get(flags, nflags, "conns")) != NULL && f->value != NULL &&
+        cli_long("perf", "--conns", f->value, 1, PERF_CONNS_MAX, &nconns) != 0)
+        return CLI_USAGE;
+    if ((f = cli_flag_get(flags, nflags, "streams")) != NULL && f->value != NULL &&
+        cli_long("perf", "--streams", f->value, 1, 1024, &nstreams) != 0)
+        return CLI_USAGE;
+    if (nstreams == 0) nstreams = nconns;
+    if (nstreams < nconns) {
+        fprintf(stderr,
+                "ringp2p perf: --streams %ld is fewer than --conns %ld (each connection "
+                "carries at least one stream)\n",
+                nstreams, nconns);
+        return CLI_USAGE;
     }
+    f = cli_flag_get(flags, nflags, "progress");
+    bool tty = !o.json && isatty(2);
+    if (f != NULL && f->set) tty = true;
     ringp2p_errinfo ei;
     ringp2p_multiaddr *ma;
     if ((r = ringp2p_multiaddr_parse(args[0], &ma, &ei)) < 0)
         return cli_fail("perf", "bad address", r, &ei);
-    ringp2p_config *cfg;
-    if ((r = host_config(&o, &cfg)) != 0) {
-        ringp2p_multiaddr_free(ma);
-        return r;
-    }
-    ringp2p_node *node;
-    r = ringp2p_node_new(cfg, &node, &ei);
-    ringp2p_config_free(cfg);
-    if (r == 0 && (r = ringp2p_node_start(node, &ei)) < 0) ringp2p_node_free(node);
-    if (r < 0) {
-        ringp2p_multiaddr_free(ma);
-        return cli_fail("perf", "starting", r, &ei);
-    }
+    ringp2p_node **nodes = calloc((size_t)nconns, sizeof(*nodes));
+    perf_strm *st = calloc((size_t)nstreams, sizeof(*st));
+    int rc = CLI_OK;
+    long nnodes = 0, started = 0;
     perf_run run = { .opened = 0 };
     pthread_mutex_init(&run.mu, NULL);
     pthread_cond_init(&run.cv, NULL);
-    perf_strm *st = calloc((size_t)nstreams, sizeof(*st));
-    if (st == NULL) {
-        ringp2p_multiaddr_free(ma);
-        ringp2p_node_free(node);
-        return cli_fail("perf", "memory", RINGP2P_ENOMEM, NULL);
+    if (nodes == NULL || st == NULL) {
+        rc = cli_fail("perf", "memory", RINGP2P_ENOMEM, NULL);
+        goto out;
+    }
+    /* One config per node: each gets a fresh identity unless --key names one. */
+    for (; nnodes < nconns; nnodes++) {
+        ringp2p_config *cfg;
+        if ((rc = host_config(&o, &cfg)) != 0) goto out;
+        r = ringp2p_node_new(cfg, &nodes[nnodes], &ei);
+        ringp2p_config_free(cfg);
+        if (r == 0 && (r = ringp2p_node_start(nodes[nnodes], &ei)) < 0)
+            ringp2p_node_free(nodes[nnodes]);
+        if (r < 0) {
+            rc = cli_fail("perf", "starting", r, &ei);
+            goto out;
+        }
     }
     for (long i = 0; i < nstreams; i++) {
         st[i].run = &run;
@@ -720,39 +1207,44 @@ int cmd_perf(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, si
         st[i].c.download = download;
     }
     static const char *const protos[1] = { RP_PERF_PROTOCOL_ID };
-    int rc = CLI_OK;
     uint64_t t0 = mono_ns();
-    /* The first stream dials; the rest name the peer alone so they share its connection. */
-    r = ringp2p_node_new_stream(node, ma, protos, 1, perf_opened, &st[0]);
-    ringp2p_multiaddr_free(ma);
-    long started = r < 0 ? 0 : 1;
-    if (r < 0) {
-        rc = cli_fail("perf", "opening a stream", r, NULL);
-        goto out;
+    /* Stream k < nconns dials from node k; the rest name the peer alone, so each joins the
+     * connection its node already has. */
+    for (; started < nconns; started++) {
+        r = ringp2p_node_new_stream(nodes[started], ma, protos, 1, perf_opened, &st[started]);
+        if (r < 0) {
+            rc = cli_fail("perf", "opening a stream", r, NULL);
+            break;
+        }
     }
     pthread_mutex_lock(&run.mu);
-    while (run.opened < 1) pthread_cond_wait(&run.cv, &run.mu);
+    while (run.opened < started) pthread_cond_wait(&run.cv, &run.mu);
     pthread_mutex_unlock(&run.mu);
-    if (nstreams > 1 && run.have_peer) {
+    if (rc == CLI_OK && nstreams > nconns && run.have_peer) {
         char id[RINGP2P_PEER_ID_STR_MAX], pa[RINGP2P_PEER_ID_STR_MAX + 8];
         ringp2p_peer_id_to_string(&run.peer, id, sizeof(id));
         snprintf(pa, sizeof(pa), "/p2p/%s", id);
         ringp2p_multiaddr *pm;
         if ((r = ringp2p_multiaddr_parse(pa, &pm, &ei)) < 0) {
             rc = cli_fail("perf", "peer address", r, &ei);
-            goto out;
-        }
-        for (; started < nstreams; started++) {
-            r = ringp2p_node_new_stream(node, pm, protos, 1, perf_opened, &st[started]);
-            if (r < 0) {
-                rc = cli_fail("perf", "opening a stream", r, NULL);
-                break;
+        } else {
+            for (; started < nstreams; started++) {
+                r = ringp2p_node_new_stream(nodes[started % nconns], pm, protos, 1, perf_opened,
+                                            &st[started]);
+                if (r < 0) {
+                    rc = cli_fail("perf", "opening a stream", r, NULL);
+                    break;
+                }
             }
+            ringp2p_multiaddr_free(pm);
         }
-        ringp2p_multiaddr_free(pm);
     }
-    bool tty = isatty(2) && !o.json;
     uint64_t last_total = 0, last_change = mono_ns(), up = 0, down = 0;
+    /* The last PERF_WINDOW + 1 samples, one per tick: the rates span the last second. */
+    enum { PERF_WINDOW = 4 };
+    uint64_t win_t[PERF_WINDOW + 1] = { t0 }, win_up[PERF_WINDOW + 1] = { 0 },
+                                 win_down[PERF_WINDOW + 1] = { 0 };
+    unsigned ticks = 0;
     for (;;) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -768,7 +1260,14 @@ int cmd_perf(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, si
             down += st[i].down;
         }
         uint64_t now = mono_ns();
-        if (tty) perf_line(up, down, (double)(now - t0) / 1e9);
+        ticks++;
+        unsigned cur = ticks % (PERF_WINDOW + 1);
+        unsigned old = ticks < PERF_WINDOW ? 0 : (ticks + 1) % (PERF_WINDOW + 1);
+        win_t[cur] = now, win_up[cur] = up, win_down[cur] = down;
+        double dt = (double)(now - win_t[old]) / 1e9;
+        if (tty && dt > 0)
+            perf_line(up, down, (double)(up - win_up[old]) / dt,
+                      (double)(down - win_down[old]) / dt, (double)(now - t0) / 1e9);
         if (all) break;
         if (up + down != last_total) {
             last_total = up + down;
@@ -783,6 +1282,8 @@ int cmd_perf(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, si
     }
     if (tty) fputc('\n', stderr);
     double secs = (double)(mono_ns() - t0) / 1e9;
+    /* Stopping joins the shards: every stream has finished and its core is ours to read. */
+    for (long i = 0; i < nnodes; i++) ringp2p_node_stop(nodes[i]);
     for (long i = 0; i < started && rc == CLI_OK; i++) {
         if (!st[i].ok || st[i].up != upload || st[i].down != download) {
             int e = st[i].err;
@@ -793,20 +1294,31 @@ int cmd_perf(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, si
         }
     }
     if (started < nstreams) rc = CLI_FAIL;
-    if (o.json)
+    perf_phases ph = perf_time(st, started);
+    if (o.json) {
         printf("{\"event\":\"perf\",\"uploadBytes\":%llu,\"downloadBytes\":%llu,\"seconds\":%.6f,"
-               "\"uploadMBps\":%.3f,\"downloadMBps\":%.3f}\n",
-               (unsigned long long)up, (unsigned long long)down, secs, (double)up / 1e6 / secs,
-               (double)down / 1e6 / secs);
-    else
-        printf("perf: %ld stream(s), up %llu bytes (%.1f MB/s), down %llu bytes (%.1f MB/s) in "
-               "%.3f s%s\n",
-               nstreams, (unsigned long long)up, (double)up / 1e6 / secs, (unsigned long long)down,
-               (double)down / 1e6 / secs, secs, rc == CLI_OK ? "" : " (FAILED)");
+               "\"uploadMBps\":%.3f,\"downloadMBps\":%.3f,\"uploadSeconds\":%.6f,"
+               "\"downloadSeconds\":%.6f,\"streams\":%ld,\"conns\":%ld,\"security\":",
+               (unsigned long long)up, (unsigned long long)down, secs, mbps(up, ph.up_s),
+               mbps(down, ph.down_s), ph.up_s, ph.down_s, nstreams, nconns);
+        json_str(stdout, run.security);
+        printf(",\"muxer\":");
+        json_str(stdout, run.muxer);
+        printf(",\"ok\":%s}\n", rc == CLI_OK ? "true" : "false");
+    } else {
+        printf("perf: %ld stream(s) on %ld connection(s) (%s, %s), %.3f s in all%s\n", nstreams,
+               nconns, run.security[0] ? run.security : "no connection",
+               run.muxer[0] ? run.muxer : "-", secs, rc == CLI_OK ? "" : " (FAILED)");
+        printf("  upload   %14llu bytes in %8.3f s: %10.1f MB/s\n", (unsigned long long)up, ph.up_s,
+               mbps(up, ph.up_s));
+        printf("  download %14llu bytes in %8.3f s: %10.1f MB/s\n", (unsigned long long)down,
+               ph.down_s, mbps(down, ph.down_s));
+    }
     fflush(stdout);
 out:
-    ringp2p_node_stop(node);
-    ringp2p_node_free(node);
+    ringp2p_multiaddr_free(ma);
+    for (long i = 0; i < nnodes; i++) ringp2p_node_free(nodes[i]);
+    free(nodes);
     free(st);
     pthread_cond_destroy(&run.cv);
     pthread_mutex_destroy(&run.mu);

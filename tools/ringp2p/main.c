@@ -26,16 +26,27 @@ static cli_flag addr_flags[] = {
       false },
 };
 
-#define DIAL_FLAGS                                                                            \
-    { "key", true, "identity key file (default: a fresh Ed25519 key)", NULL, false },         \
-        { "security", true,                                                                   \
-          "security preference, comma-separated: noise (default), signed, plaintext", NULL,   \
-          false },                                                                            \
-        { "muxer", true, "stream muxers, comma-separated (yamux)", NULL, false },             \
-        { "timeout", true, "seconds for the dial, upgrade and each reply (default 10)", NULL, \
-          false },                                                                            \
-    {                                                                                         \
-        "json", false, "JSON lines on stdout", NULL, false                                    \
+#define DIAL_FLAGS                                                                                \
+    { "key", true, "identity key file (default: a fresh Ed25519 key)", NULL, false },             \
+        { "security", true,                                                                       \
+          "security preference, comma-separated: noise, tls, signed, plaintext (default "         \
+          "noise,tls)",                                                                           \
+          NULL, false },                                                                          \
+        { "muxer", true, "stream muxers, comma-separated (yamux)", NULL, false },                 \
+        { "timeout", true, "seconds for the dial, upgrade and each reply (default 10)", NULL,     \
+          false },                                                                                \
+        { "no-relay", false,                                                                      \
+          "no circuit relay client: no dialing through relays (/p2p-circuit addresses fail) "     \
+          "and no relayed connections accepted",                                                  \
+          NULL, false },                                                                          \
+        { "no-dcutr", false, "no hole punching (DCUtR) over relayed connections (on by default)", \
+          NULL, false },                                                                          \
+        { "dcutr-allow-private", false,                                                           \
+          "hole punching also offers and dials private and unroutable IPs (10/8, "                \
+          "192.168/16, 203.0.113/24, ...): for private networks and tests",                       \
+          NULL, false },                                                                          \
+    {                                                                                             \
+        "json", false, "JSON lines on stdout", NULL, false                                        \
     }
 
 static cli_flag listen_flags[] = {
@@ -43,16 +54,52 @@ static cli_flag listen_flags[] = {
     { "listen", true, "listen multiaddr; repeat or comma-separate (default /ip4/127.0.0.1/tcp/0)",
       NULL, false },
     { "shards", true, "shard threads (default: one per CPU)", NULL, false },
+    { "relay", true,
+      "reserve a slot on this circuit relay (multiaddr with /p2p/) and advertise the circuit "
+      "address while it is held; repeat or comma-separate",
+      NULL, false },
+    { "relay-server", false,
+      "serve circuit relay v2 (hop): reservations and relayed connections, with go-libp2p's "
+      "default limits (2 min and 128 KiB each way per relayed connection)",
+      NULL, false },
+    { "autonat-server", false,
+      "serve AutoNAT v1 (/libp2p/autonat/1.0.0): dial peers back on the addresses they ask "
+      "about, only on the IP they connect from, on a new connection; 3 per peer, 30 in all "
+      "per minute",
+      NULL, false },
+    { "autonat-allow-private", false,
+      "AutoNAT also counts and dials private and unroutable IPs (10/8, 172.16/12, 192.168/16, "
+      "127/8, 100.64/10, 203.0.113/24, ...): for private networks and tests",
+      NULL, false },
+    { "autonat-dial-timeout", true,
+      "seconds the AutoNAT server's dial-back may take; a failure is answered only after it "
+      "(default 15, go-libp2p's; shorter for tests)",
+      NULL, false },
+    { "no-autonat", false,
+      "do not ask AutoNAT servers whether this node is reachable (asked by default)", NULL, false },
+    { "connect", true,
+      "connect to this peer (full multiaddr with /p2p/) once started and stay connected; "
+      "repeat or comma-separate",
+      NULL, false },
 };
+
+#define DIALER_LISTEN_FLAG                                                                     \
+    {                                                                                          \
+        "listen", true,                                                                        \
+            "also listen on this multiaddr (so the peer can reach back, e.g. to hole-punch); " \
+            "repeat or comma-separate",                                                        \
+            NULL, false                                                                        \
+    }
 
 static cli_flag ping_flags[] = {
     DIAL_FLAGS,
     { "count", true, "pings to send (default 3)", NULL, false },
     { "interval", true, "seconds between pings (default 1)", NULL, false },
+    DIALER_LISTEN_FLAG,
 };
 
 static cli_flag identify_flags[] = { DIAL_FLAGS };
-static cli_flag stream_flags[] = { DIAL_FLAGS };
+static cli_flag stream_flags[] = { DIAL_FLAGS, DIALER_LISTEN_FLAG };
 
 static cli_flag perf_flags[] = {
     DIAL_FLAGS,
@@ -60,7 +107,13 @@ static cli_flag perf_flags[] = {
       "bytes to send per stream; suffixes K, M, G, T are powers of 1024 (default 1G)", NULL,
       false },
     { "download", true, "bytes to ask for per stream, same suffixes (default 0)", NULL, false },
-    { "streams", true, "concurrent streams on the one connection (default 1)", NULL, false },
+    { "streams", true, "concurrent streams, spread over the connections (default: --conns)", NULL,
+      false },
+    { "conns", true,
+      "connections, one client node each (1 shard, fresh identity or --key); default 1, max 64",
+      NULL, false },
+    { "progress", false, "draw the live progress line on stderr even when it is not a terminal",
+      NULL, false },
 };
 
 #define NFLAGS(a) (sizeof(a) / sizeof((a)[0]))
@@ -79,29 +132,60 @@ static const cli_cmd commands[] = {
       cmd_addr, addr_flags, NFLAGS(addr_flags), 0, 1 },
     { "listen",
       "listen [--key FILE] [--listen MADDR]... [--security LIST] [--muxer LIST] [--shards N] "
-      "[--json]",
-      "Runs a node serving identify (+push), ping, echo and perf until SIGINT or SIGTERM.\n"
-      "With --json the first line is {\"event\":\"ready\",...}, then one line per event.",
+      "[--relay-server] [--autonat-server] [--autonat-allow-private]\n"
+      "       [--autonat-dial-timeout SEC] [--no-autonat] [--connect MADDR]... [--relay MADDR]...\n"
+      "       [--no-relay] [--json]",
+      "Runs a node serving identify (+push), ping, echo and perf until SIGINT or SIGTERM;\n"
+      "with --relay-server also a circuit relay v2 relay (/libp2p/circuit/relay/0.2.0/hop),\n"
+      "with --autonat-server an AutoNAT v1 server. Unless --no-autonat, the node asks connected\n"
+      "AutoNAT servers whether it is reachable and prints each change of its reachability:\n"
+      "{\"event\":\"reachability\",\"status\":\"public\"|\"private\"|\"unknown\"} with --json.\n"
+      "With --json the first line is {\"event\":\"ready\",...}, then one line per event;\n"
+      "a relay adds {\"event\":\"relay-reservation\",\"peerId\",\"expires\"} per reservation\n"
+      "made or renewed and {\"event\":\"relay-circuit\",\"src\",\"dst\",\"bytes\",\"bytesToDst\",\n"
+      "\"bytesToSrc\",\"durationMs\",\"reason\"} per relayed connection when it ends.\n"
+      "With --relay the node reserves a slot on that relay and, while it holds it, advertises\n"
+      "RELAY/p2p-circuit (peers reach it through the relay); each answer, renewal, refusal\n"
+      "or loss prints {\"event\":\"reservation\",\"relay\",\"ok\",\"expires\",\"addrs\"}\n"
+      "(\"lost\" and \"error\" instead when not ok). \"connection\" events say \"relayed\".\n"
+      "Over a relayed connection it received, the node hole-punches (DCUtR, unless --no-dcutr)\n"
+      "and prints "
+      "{\"event\":\"holepunch\",\"peerId\",\"ok\",\"attempts\",\"rttUs\",\"initiator\"}\n"
+      "(\"error\" when not ok); on success new streams take the direct connection and the\n"
+      "relayed one closes once idle.",
       cmd_listen, listen_flags, NFLAGS(listen_flags), 0, 0 },
-    { "ping", "ping MADDR [--count N] [--interval SEC] [--json] [--key FILE] [--timeout SEC]",
-      "Pings a peer over /ipfs/ping/1.0.0; exits 0 only if every ping was answered.", cmd_ping,
-      ping_flags, NFLAGS(ping_flags), 1, 1 },
+    { "ping",
+      "ping MADDR [--count N] [--interval SEC] [--json] [--key FILE] [--timeout SEC] "
+      "[--listen MADDR]... [--no-relay] [--no-dcutr] [--dcutr-allow-private]",
+      "Pings a peer over /ipfs/ping/1.0.0, one stream per ping; exits 0 only if every ping was\n"
+      "answered. MADDR may be RELAY/p2p-circuit/p2p/PEER; each ping line says whether it went\n"
+      "over a relayed or a direct connection (\"relayed\" in JSON). With --listen the peer\n"
+      "can hole-punch to this node (DCUtR): each exchange it answers prints a \"holepunch\"\n"
+      "event, and once one succeeds the next pings go direct.",
+      cmd_ping, ping_flags, NFLAGS(ping_flags), 1, 1 },
     { "identify", "identify MADDR [--json] [--key FILE] [--timeout SEC]",
       "Asks a peer for its identify record and prints it.", cmd_identify, identify_flags,
       NFLAGS(identify_flags), 1, 1 },
-    { "stream", "stream MADDR PROTOCOL [--key FILE] [--timeout SEC]",
+    { "stream",
+      "stream MADDR PROTOCOL [--key FILE] [--timeout SEC] [--listen MADDR]... [--no-relay]",
       "netcat for libp2p: stdin into a new stream (half-closed at EOF), the stream to stdout.\n"
       "Exits 0 only if the stream ended cleanly.",
       cmd_stream, stream_flags, NFLAGS(stream_flags), 2, 2 },
     { "perf",
-      "perf MADDR [--upload SIZE] [--download SIZE] [--streams N] [--security LIST] [--muxer LIST] "
-      "[--json]",
+      "perf MADDR [--upload SIZE] [--download SIZE] [--streams N] [--conns N] [--security LIST] "
+      "[--muxer LIST] [--json] [--progress]",
       "Measures throughput with /perf/1.0.0: each stream uploads --upload bytes, then receives\n"
-      "--download bytes. A terminal gets a live progress line on stderr; the summary goes to "
-      "stdout,\n"
-      "with --json as one line {\"event\":\"perf\",\"uploadBytes\",\"downloadBytes\",\"seconds\",\n"
-      "\"uploadMBps\",\"downloadMBps\"} (MB = 10^6 bytes). --timeout also bounds a stall.\n"
-      "Exits 0 only if every stream moved exactly the bytes asked.",
+      "--download bytes. A terminal (or --progress) gets a live progress line on stderr: bytes\n"
+      "so far and the rate over the last second. The summary goes to stdout, with --json as one\n"
+      "line {\"event\":\"perf\",\"uploadBytes\",\"downloadBytes\",\"seconds\",\"uploadMBps\",\n"
+      "\"downloadMBps\",...} (MB = 10^6 bytes), all measured at this client. seconds is the\n"
+      "whole run, dial included. uploadMBps is upload bytes / upload time and downloadMBps\n"
+      "download bytes / download time. A stream's upload phase runs from its open until the\n"
+      "server has read all of it (its first download byte, or its close if nothing is\n"
+      "downloaded); its download phase from that first byte to its close. With several streams\n"
+      "each phase runs from its earliest start to its latest end over all streams, so when one\n"
+      "stream downloads while another still uploads, that time counts in both phases.\n"
+      "--timeout also bounds a stall. Exits 0 only if every stream moved exactly the bytes asked.",
       cmd_perf, perf_flags, NFLAGS(perf_flags), 1, 1 },
 };
 
@@ -147,21 +231,29 @@ int main(int argc, char **argv)
         int r = cli_parse(cmd, argc - 2, argv + 2, args, &nargs);
         if (r < 0) return CLI_OK; /* --help was printed */
         if (r > 0) return r;
-        /* --listen may repeat: join every value with commas (cli_parse keeps the last). */
-        char joined[4096] = "";
-        if (cmd->run == cmd_listen) {
+        /* --listen, --connect and --relay may repeat: join every value with commas (cli_parse
+         * keeps the last). */
+        static const char *const repeated[3] = { "listen", "connect", "relay" };
+        char joined[3][4096] = { "", "", "" };
+        for (int k = 0; k < 3; k++) {
+            if (cli_flag_get(cmd->flags, cmd->nflags, repeated[k]) == NULL) continue;
+            size_t nl = strlen(repeated[k]);
             for (int a = 2; a < argc; a++) {
                 const char *v = NULL;
                 if (strcmp(argv[a], "--") == 0) break;
-                if (strcmp(argv[a], "--listen") == 0 && a + 1 < argc)
-                    v = argv[++a];
-                else if (strncmp(argv[a], "--listen=", 9) == 0)
-                    v = argv[a] + 9;
+                if (strncmp(argv[a], "--", 2) == 0 && strncmp(argv[a] + 2, repeated[k], nl) == 0) {
+                    const char *rest = argv[a] + 2 + nl;
+                    if (*rest == 0 && a + 1 < argc)
+                        v = argv[++a];
+                    else if (*rest == '=')
+                        v = rest + 1;
+                }
                 if (v == NULL) continue;
-                size_t l = strlen(joined);
-                snprintf(joined + l, sizeof(joined) - l, "%s%s", l ? "," : "", v);
+                size_t l = strlen(joined[k]);
+                snprintf(joined[k] + l, sizeof(joined[k]) - l, "%s%s", l ? "," : "", v);
             }
-            if (joined[0] != 0) cli_flag_get(cmd->flags, cmd->nflags, "listen")->value = joined;
+            if (joined[k][0] != 0)
+                cli_flag_get(cmd->flags, cmd->nflags, repeated[k])->value = joined[k];
         }
         return cmd->run(cmd, cmd->flags, cmd->nflags, args, nargs);
     }
