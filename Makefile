@@ -191,6 +191,8 @@ interop: $(BUILD)/ringp2p $(ASAN_DIR)/ringp2p $(INTEROP_BINS)
 	$(Q)bash tests/interop/run.sh $(ASAN_DIR)/ringp2p $(ASAN_DIR)/interop
 	@echo "== real js-libp2p nodes against ringp2p (both directions)"
 	$(Q)bash tests/interop/run.sh $(ASAN_DIR)/ringp2p $(ASAN_DIR)/interop --suite host
+	@echo "== real js-libp2p nodes through a ringp2p relay (circuit relay v2)"
+	$(Q)bash tests/interop/run.sh $(ASAN_DIR)/ringp2p $(ASAN_DIR)/interop --suite relay
 
 # NAT traversal in network namespaces (tests/netns/README.md); needs root, skips otherwise.
 .PHONY: netns

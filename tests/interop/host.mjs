@@ -1,6 +1,8 @@
 // The ringp2p host against real js-libp2p 3.x peers (tests/interop/peer/node.mjs), both ways:
-// js dials `ringp2p listen`, and the ringp2p dialing commands (ping, identify, stream) dial a
-// js listener. Run by `run.sh RINGP2P_BIN DIR --suite host` as
+// js dials `ringp2p listen`, and the ringp2p dialing commands (ping, identify, stream, perf)
+// dial a js listener. The "matrix" group does ping, a large echo and perf both ways for every
+// pair of {noise, tls, plaintext} × {yamux, mplex}, each side offering only that pair.
+// Run by `run.sh RINGP2P_BIN DIR --suite host` as
 //   node host.mjs RINGP2P_BIN [-v] [--filter TEXT]   against the ringp2p tool
 //   node host.mjs [BIN] --js-only [-v] [--filter TEXT]  js (peer/standin.mjs) plays the ringp2p
 //                                                    tool: proves the driver and its checks
@@ -28,14 +30,26 @@ const STANDIN_MJS = resolve(here, 'peer/standin.mjs')
 // Everything the driver assumes about the tool's command lines and JSON output is here, so that
 // a difference in naming is a one-line change rather than a hunt.
 const TOOL = {
-  listen: (key) => ['listen', '--key', key, '--listen', '/ip4/127.0.0.1/tcp/0', '--json'],
+  // `extra`: more flags, e.g. TOOL.offer('tls', 'mplex').
+  listen: (key, extra = []) => ['listen', '--key', key, '--listen', '/ip4/127.0.0.1/tcp/0', '--json', ...extra],
   // Flags every dialing command takes. --timeout is in seconds, like --interval; generous,
   // because the tool may be a sanitizer build and the hold case keeps a stream open 25 s.
   dialFlags: (key) => ['--key', key, '--timeout', '60'],
-  ping: (maddr, key, count, interval) =>
-    ['ping', maddr, '--count', String(count), '--interval', String(interval), '--json', ...TOOL.dialFlags(key)],
+  ping: (maddr, key, count, interval, extra = []) =>
+    ['ping', maddr, '--count', String(count), '--interval', String(interval), '--json', ...TOOL.dialFlags(key), ...extra],
   identify: (maddr, key) => ['identify', maddr, '--json', ...TOOL.dialFlags(key)],
-  stream: (maddr, protocol, key) => ['stream', maddr, protocol, ...TOOL.dialFlags(key)],
+  stream: (maddr, protocol, key, extra = []) => ['stream', maddr, protocol, ...TOOL.dialFlags(key), ...extra],
+  // `ringp2p perf`: sizes in bytes; its last stdout line is
+  // {"event":"perf","uploadBytes","downloadBytes","seconds","uploadMBps","downloadMBps"}.
+  perf: (maddr, key, upload, download, streams = 1, extra = []) =>
+    ['perf', maddr, '--upload', String(upload), '--download', String(download), '--streams', String(streams),
+      '--json', ...TOOL.dialFlags(key), ...extra],
+  perfEvent: 'perf',
+  // The flags that make a node offer only this security protocol and muxer (the tool's names,
+  // which node.mjs takes too), and the protocol IDs they negotiate.
+  offer: (security, muxer) => ['--security', security, '--muxer', muxer],
+  securityIds: { noise: '/noise', tls: '/tls/1.0.0', plaintext: '/plaintext/2.0.0' },
+  muxerIds: { yamux: '/yamux/1.0.0', mplex: '/mplex/6.7.0' },
   events: {
     ready: 'ready', // {"event":"ready","peerId","addrs":[... /p2p/<id>]}
     connection: 'connection', // {"event":"connection","peerId","remoteAddr","direction","relayed","security","muxer"}
@@ -84,6 +98,17 @@ const MIN_MONITOR_PINGS = 2
 // a peer ID of an ECDSA key (@libp2p/peer-id throws UnsupportedKeyTypeError), so no js peer
 // can have or accept one.
 const KEY_TYPE_PAIRS = [['secp256k1', 'RSA'], ['RSA', 'secp256k1']]
+
+// The matrix (issue 5, "Interop and tests"): every pair, both directions. Upload and download
+// differ so that swapped counts are caught.
+const MATRIX_SECURITY = ['noise', 'tls', 'plaintext']
+const MATRIX_MUXERS = ['yamux', 'mplex']
+const MATRIX_ECHO = 16 * MiB
+const MATRIX_UP = 32 * MiB
+const MATRIX_DOWN = 24 * MiB
+// js-mplex's default disconnectThreshold is 5 new streams a second (peer.mjs
+// MPLEX_DISCONNECT_THRESHOLD); this many perf streams opened at once exceed it.
+const MPLEX_BURST = 16
 
 // How long to wait for a ready line, an event, a process's exit after SIGTERM.
 const READY_MS = 20_000
@@ -393,9 +418,9 @@ function expectSameSet (got, want, what) {
   expect(json(g) === json(w), `${what}: got ${json(g)}, want ${json(w)}`)
 }
 
-/** Starts `ringp2p listen` with `key`; checks its ready line; returns { proc, addr }. */
-async function startTool (scope, key) {
-  const proc = scope.tool('ringp2p listen', TOOL.listen(key.file))
+/** Starts `ringp2p listen` with `key` (and `extra` flags); checks its ready line; returns { proc, addr }. */
+async function startTool (scope, key, extra = []) {
+  const proc = scope.tool('ringp2p listen', TOOL.listen(key.file, extra))
   await proc.waitUntil(() => proc.events.length > 0, 'ready line', READY_MS)
   const ready = proc.events[0]
   expect(ready.event === TOOL.events.ready, `first stdout line is not the ready event: ${proc.describe()}`)
@@ -409,9 +434,9 @@ async function startTool (scope, key) {
   return { proc, addr, ready }
 }
 
-/** Starts the js listener; returns { proc, addr, ready }. */
-async function startJs (scope, key) {
-  const proc = scope.js('js listener', ['listen', '--key', key.file], { stdin: true })
+/** Starts the js listener (node.mjs listen with `extra` flags); returns { proc, addr, ready }. */
+async function startJs (scope, key, extra = []) {
+  const proc = scope.js('js listener', ['listen', '--key', key.file, ...extra], { stdin: true })
   const ready = await proc.waitEvent((e) => e.event === 'ready', 'ready line', READY_MS)
   const addr = ready.addrs.find((a) => LOOPBACK_TCP.test(withoutPeer(a)))
   if (addr == null) throw new Error(`js listener has no loopback address: ${json(ready)}`)
@@ -421,20 +446,25 @@ async function startJs (scope, key) {
 /**
  * Runs `node.mjs dial ADDR ACTIONS...` to the end; returns its results by action. `first(by)`
  * runs before the generic checks, for a check whose own question should be answered first.
+ * `args`: more node.mjs flags. `keepGoing`: run every action even after one failed, and report
+ * every failure.
  */
-async function jsDial (scope, name, addr, key, actions, { ms = 120_000, first = null } = {}) {
-  const p = scope.js(name, ['dial', addr, '--key', key.file, ...actions])
+async function jsDial (scope, name, addr, key, actions, { ms = 120_000, first = null, args = [], keepGoing = false } = {}) {
+  const p = scope.js(name, ['dial', addr, '--key', key.file, ...args, ...(keepGoing ? ['--keep-going'] : []), ...actions])
   await p.wait(ms)
   const results = p.events.filter((e) => e.event === 'result')
   const dial = results.find((r) => r.action === 'dial')
   expect(dial != null, `${name}: no dial result: ${p.describe()}`)
   expect(dial.ok, `${name}: js could not connect: ${dial.error}; ${p.describe()}`)
   first?.(Object.fromEntries(results.map((r) => [r.action, r])))
+  const bad = []
   for (const a of actions) {
     const r = results.find((x) => x.action === a)
-    expect(r != null, `${name}: no result for "${a}": ${p.describe()}`)
-    expect(r.ok, `${name}: "${a}" failed: ${r.error ?? json(r)}`)
+    if (r == null) bad.push(`${name}: no result for "${a}"`)
+    else if (!r.ok) bad.push(`${name}: "${a}" failed: ${r.error ?? json(r)}`)
+    if (bad.length > 0 && !keepGoing) break
   }
+  expect(bad.length === 0, `${bad.join('\n')}${results.length < actions.length + 1 ? `\n${p.describe()}` : ''}`)
   expectEqual(p.exit.code, 0, `${name}: exit code`)
   const by = Object.fromEntries(results.map((r) => [r.action, r]))
   const ready = p.events.find((e) => e.event === 'ready')
@@ -443,14 +473,17 @@ async function jsDial (scope, name, addr, key, actions, { ms = 120_000, first = 
   return { proc: p, by, dial, ready }
 }
 
-/** ringp2p's connection event for the js peer `peerId` dialing in from `jsLocal`. */
-async function expectInboundConnection (tool, peerId, jsLocal) {
+/**
+ * ringp2p's connection event for the js peer `peerId` dialing in from `jsLocal`, negotiated
+ * with `ids` ({ security, muxer } protocol IDs; default noise and yamux).
+ */
+async function expectInboundConnection (tool, peerId, jsLocal, ids = { security: TOOL.security, muxer: TOOL.muxer }) {
   const ev = await tool.waitEvent((e) => e.event === TOOL.events.connection && e.peerId === peerId,
     `"${TOOL.events.connection}" event for js peer ${peerId}`)
   expectEqual(ev.direction, 'inbound', 'connection event: direction')
   expectEqual(ev.relayed, false, 'connection event: relayed')
-  expectEqual(ev.security, TOOL.security, 'connection event: security')
-  expectEqual(ev.muxer, TOOL.muxer, 'connection event: muxer')
+  expectEqual(ev.security, ids.security, 'connection event: security')
+  expectEqual(ev.muxer, ids.muxer, 'connection event: muxer')
   if (jsLocal != null) expectEqual(withoutPeer(ev.remoteAddr), jsLocal, 'connection event: remoteAddr (js\'s local address)')
   return ev
 }
@@ -470,8 +503,8 @@ async function jsCommand (js, peer, actions, ms = 120_000) {
 }
 
 /** Runs `ringp2p stream ADDR /echo/1.0.0` with `payload` on stdin; checks the bytes that came back. */
-async function toolEcho (scope, name, addr, key, payload) {
-  const p = scope.tool(name, TOOL.stream(addr, ECHO, key.file), { stdin: true, binary: true })
+async function toolEcho (scope, name, addr, key, payload, extra = []) {
+  const p = scope.tool(name, TOOL.stream(addr, ECHO, key.file, extra), { stdin: true, binary: true })
   await p.write(payload, true)
   const exit = await p.wait(120_000)
   const want = createHash('sha256').update(payload).digest('hex')
@@ -482,15 +515,16 @@ async function toolEcho (scope, name, addr, key, payload) {
 }
 
 /**
- * What js saw of a ringp2p dialer: its connection and (unless `identify` is false: a
- * connection that may close before js's identify of it completes) js's identify of it.
+ * What js saw of a ringp2p dialer: its connection (negotiated with `ids`, default noise and
+ * yamux) and (unless `identify` is false: a connection that may close before js's identify of
+ * it completes) js's identify of it.
  */
-async function expectJsSawTool (js, key, { needEcho = false, identify = true } = {}) {
+async function expectJsSawTool (js, key, { needEcho = false, identify = true, ids = { security: TOOL.security, muxer: TOOL.muxer } } = {}) {
   const conn = await js.waitEvent((e) => e.event === 'connection' && e.peerId === key.peerId,
     `connection from ringp2p peer ${key.peerId}`)
   expectEqual(conn.direction, 'inbound', 'js: direction')
-  expectEqual(conn.security, TOOL.security, 'js: security')
-  expectEqual(conn.muxer, TOOL.muxer, 'js: muxer')
+  expectEqual(conn.security, ids.security, 'js: security')
+  expectEqual(conn.muxer, ids.muxer, 'js: muxer')
   if (!identify) return { conn, id: null }
   const id = await js.waitEvent((e) => e.event === 'identify' && e.peerId === key.peerId,
     `js's identify of ringp2p peer ${key.peerId}`)
@@ -504,6 +538,7 @@ async function expectJsSawTool (js, key, { needEcho = false, identify = true } =
 function register (runner) {
   const A = 'js dials ringp2p'
   const B = 'ringp2p dials js'
+  const M = 'matrix'
   const check = (group, name, fn) => runner.check(group, name, scoped(fn))
 
   // The long cases first, so that they overlap the others.
@@ -550,6 +585,137 @@ function register (runner) {
     expectEqual(p.outHash.digest('hex'), want, 'sha256 of the echo')
     const conns = js.events.filter((e) => e.event === 'connection' && e.peerId === tk.peerId)
     expectEqual(conns.length, 1, 'connections js saw from ringp2p')
+  })
+
+  // ---- the matrix: {noise, tls, plaintext} × {yamux, mplex}, both ways ----
+  // Each side offers only the pair under test (TOOL.offer / node.mjs --security --muxer); every
+  // step runs even when an earlier one failed, so that a failing cell says everything that
+  // failed in it. js-mplex's limit on new streams a second is raised on the js peers (see
+  // peer.mjs MPLEX_DISCONNECT_THRESHOLD); the "mplex" cases below show js's default.
+  for (const sec of MATRIX_SECURITY) {
+    for (const mux of MATRIX_MUXERS) {
+      const pair = `${sec}+${mux}`
+      const offer = TOOL.offer(sec, mux)
+      const ids = { security: TOOL.securityIds[sec], muxer: TOOL.muxerIds[mux] }
+      const ping = 'ping 3'
+      const echo = `echo ${MATRIX_ECHO}`
+      const perf = `perf ${MATRIX_UP} ${MATRIX_DOWN}`
+
+      check(M, `${pair}: js dials ringp2p listen: ping, echo ${MATRIX_ECHO / MiB} MiB byte-exact, js perf client up ${MATRIX_UP / MiB} MiB down ${MATRIX_DOWN / MiB} MiB`, async (s) => {
+        const [tk, jk] = [await newKey(), await newKey()]
+        const { proc: tool, addr } = await startTool(s, tk, offer)
+        const { by, dial } = await jsDial(s, `js (${pair})`, addr, jk, [ping, echo, perf], { args: offer, keepGoing: true })
+        expectEqual(dial.security, ids.security, 'js: security')
+        expectEqual(dial.muxer, ids.muxer, 'js: muxer')
+        expectEqual(by[ping].rttsMs.length, 3, 'answered pings')
+        expectEqual(by[echo].gotSize, MATRIX_ECHO, 'bytes echoed')
+        expectEqual(by[echo].gotSha256, by[echo].sentSha256, 'sha256 of the echo')
+        expectEqual(by[perf].uploadBytes, MATRIX_UP, 'perf: bytes uploaded')
+        expectEqual(by[perf].downloadBytes, MATRIX_DOWN, 'perf: bytes downloaded from ringp2p')
+        await expectInboundConnection(tool, jk.peerId, dial.localAddr, ids)
+      })
+
+      check(M, `${pair}: ringp2p dials js listen: ping, stream echo ${MATRIX_ECHO / MiB} MiB byte-exact, ringp2p perf up ${MATRIX_UP / MiB} MiB down ${MATRIX_DOWN / MiB} MiB`, async (s) => {
+        const [tk, jk] = [await newKey(), await newKey()]
+        const { proc: js, addr } = await startJs(s, jk, offer)
+        const failures = []
+        const step = async (name, fn) => {
+          try {
+            await fn()
+          } catch (e) {
+            if (!(e instanceof CheckError)) throw e
+            failures.push(`${name}: ${e.message}`)
+          }
+        }
+        await step('ringp2p ping', async () => {
+          const p = s.tool(`ringp2p ping (${pair})`, TOOL.ping(addr, tk.file, 3, 0.2, offer))
+          const exit = await p.wait(60_000)
+          expectEqual(exit.code, 0, `exit code (${p.describe()})`)
+          expectEqual(p.events.filter((e) => e.event === TOOL.pingEvent).length, 3, `ping lines (${p.describe()})`)
+        })
+        await step('ringp2p stream /echo/1.0.0', () =>
+          toolEcho(s, `ringp2p stream (${pair})`, addr, tk, randomBytes(MATRIX_ECHO), offer))
+        await step('ringp2p perf', async () => {
+          const p = s.tool(`ringp2p perf (${pair})`, TOOL.perf(addr, tk.file, MATRIX_UP, MATRIX_DOWN, 1, offer))
+          const exit = await p.wait(120_000)
+          expectEqual(exit.code, 0, `exit code (${p.describe()})`)
+          const r = p.events.find((e) => e.event === TOOL.perfEvent)
+          expect(r != null, `no "${TOOL.perfEvent}" line: ${p.describe()}`)
+          expectEqual(r.uploadBytes, MATRIX_UP, 'ringp2p perf: uploadBytes')
+          expectEqual(r.downloadBytes, MATRIX_DOWN, 'ringp2p perf: downloadBytes')
+          expect(r.seconds > 0 && r.uploadMBps > 0 && r.downloadMBps > 0, `ringp2p perf: times and rates: ${json(r)}`)
+          // What js's perf server read and sent, by its own count.
+          const served = await js.waitEvent((e) => e.event === 'perf-served' && e.peerId === tk.peerId, 'js perf server\'s report')
+          expect(served.ok, `js perf server: ${served.error}`)
+          expectEqual(served.requested, String(MATRIX_DOWN), 'js perf server: download size asked')
+          expectEqual(served.uploadBytes, MATRIX_UP, 'js perf server: upload bytes read')
+          expectEqual(served.downloadBytes, MATRIX_DOWN, 'js perf server: bytes sent')
+        })
+        await step('js\'s view', async () => {
+          await expectJsSawTool(js, tk, { identify: false, ids })
+          for (const c of js.events.filter((e) => e.event === 'connection' && e.peerId === tk.peerId)) {
+            expectEqual(`${c.security} ${c.muxer}`, `${ids.security} ${ids.muxer}`, `js: security and muxer of connection ${c.conn}`)
+          }
+        })
+        expect(failures.length === 0, failures.join('\n'))
+      })
+    }
+  }
+
+  check(M, 'each side offers only what it is given: ringp2p listen (plaintext+yamux) refuses js offering only noise, or only mplex', async (s) => {
+    const [tk, jk1, jk2] = [await newKey(), await newKey(), await newKey()]
+    const { proc: tool, addr } = await startTool(s, tk, TOOL.offer('plaintext', 'yamux'))
+    for (const [k, offer] of [[jk1, TOOL.offer('noise', 'yamux')], [jk2, TOOL.offer('plaintext', 'mplex')]]) {
+      const p = s.js(`js (${offer.join(' ')})`, ['dial', addr, '--key', k.file, ...offer, 'ping 1'])
+      await p.wait(60_000)
+      const dial = p.events.find((e) => e.event === 'result' && e.action === 'dial')
+      expect(dial != null, `no dial result: ${p.describe()}`)
+      expect(!dial.ok, `js offering only ${offer.join(' ')} connected to ringp2p offering plaintext+yamux: ${json(dial)}`)
+    }
+    await sleep(500)
+    const seen = tool.events.filter((e) => e.event === TOOL.events.connection && (e.peerId === jk1.peerId || e.peerId === jk2.peerId))
+    expectEqual(seen.length, 0, `connection events for the refused js peers (${json(seen)})`)
+  })
+
+  check(M, 'each side offers only what it is given: ringp2p ping (plaintext+yamux, then noise+mplex) cannot connect to js offering only noise+yamux', async (s) => {
+    const [tk, jk] = [await newKey(), await newKey()]
+    const { proc: js, addr } = await startJs(s, jk, TOOL.offer('noise', 'yamux'))
+    for (const offer of [TOOL.offer('plaintext', 'yamux'), TOOL.offer('noise', 'mplex')]) {
+      const p = s.tool(`ringp2p ping (${offer.join(' ')})`, TOOL.ping(addr, tk.file, 1, 1, offer))
+      const exit = await p.wait(60_000)
+      expect(exit.code !== 0, `ringp2p offering only ${offer.join(' ')} pinged js offering only noise+yamux: ${p.describe()}`)
+    }
+    const seen = js.events.filter((e) => e.event === 'connection' && e.peerId === tk.peerId)
+    expectEqual(seen.length, 0, `connections js accepted from the refused ringp2p (${json(seen)})`)
+  })
+
+  // js-mplex has no flow control; it protects itself by dropping a connection whose remote opens
+  // more than disconnectThreshold (default 5) new streams in a second. The matrix raises it on
+  // the js peers; this case shows the default as it is, beside the raised one, for the same run.
+  check(M, `js-mplex defaults drop ringp2p perf --streams ${MPLEX_BURST} (over 5 new streams a second); raised, the same run passes`, async (s) => {
+    const [tk, jk1, jk2] = [await newKey(), await newKey(), await newKey()]
+    const offer = TOOL.offer('noise', 'mplex')
+    const size = 64 * 1024
+    const { proc: jsDefault, addr: addrDefault } = await startJs(s, jk1, [...offer, '--mplex-disconnect-threshold', 'js-default'])
+    const p = s.tool('ringp2p perf (js-mplex defaults)', TOOL.perf(addrDefault, tk.file, size, size, MPLEX_BURST, offer))
+    const exit = await p.wait(60_000)
+    expect(exit.code !== 0, `ringp2p perf with ${MPLEX_BURST} streams passed against js-mplex's default threshold: ${p.describe()}`)
+    const closed = await jsDefault.waitEvent((e) => e.event === 'connection-closed' && e.peerId === tk.peerId, 'js to close the connection')
+    expectEqual(closed.status, 'aborted', `js's connection status after the burst (${jsDefault.describe()})`)
+    const { proc: js, addr } = await startJs(s, jk2, offer)
+    const q = s.tool('ringp2p perf (threshold raised)', TOOL.perf(addr, tk.file, size, size, MPLEX_BURST, offer))
+    const qexit = await q.wait(60_000)
+    expectEqual(qexit.code, 0, `exit code with the threshold raised (${q.describe()})`)
+    const r = q.events.find((e) => e.event === TOOL.perfEvent)
+    expect(r != null, `no "${TOOL.perfEvent}" line: ${q.describe()}`)
+    expectEqual(r.uploadBytes, MPLEX_BURST * size, 'ringp2p perf: uploadBytes')
+    expectEqual(r.downloadBytes, MPLEX_BURST * size, 'ringp2p perf: downloadBytes')
+    await js.waitUntil(() => js.events.filter((e) => e.event === 'perf-served' && e.peerId === tk.peerId).length === MPLEX_BURST,
+      `js to serve ${MPLEX_BURST} perf streams`)
+    for (const e of js.events.filter((e) => e.event === 'perf-served' && e.peerId === tk.peerId)) {
+      expect(e.ok && e.uploadBytes === size && e.downloadBytes === size,
+        `js perf server: read ${e.uploadBytes} and sent ${e.downloadBytes} bytes, want ${size} each (${e.error ?? 'ok'})`)
+    }
   })
 
   // ---- js dials ringp2p ----

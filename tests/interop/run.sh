@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Cross-checks of ringp2p against js-libp2p (versions pinned in package-lock.json, run on the
 # Node 22 that the `node` npm package installs locally).
-# Usage: run.sh RINGP2P_BIN INTEROP_BIN_DIR [--suite interop|host] [-v] [--filter TEXT]
+# Usage: run.sh RINGP2P_BIN INTEROP_BIN_DIR [--suite interop|host|relay] [-v] [--filter TEXT]
 # Installs node_modules with `npm ci` when it is missing or older than the lock file (the
 # npm registry is the only network it uses), then runs interop.mjs, whose last line is
 # "interop: N passed, N failed", or with `--suite host` host.mjs (the ringp2p host against
-# js-libp2p peers: listen, ping, identify, stream), whose last line is
+# js-libp2p peers: listen, ping, identify, stream, perf, and the matrix of {noise, tls,
+# plaintext} x {yamux, mplex} both ways), whose last line is
 # "host-interop: N passed, N failed".
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
-    echo "usage: $0 RINGP2P_BIN INTEROP_BIN_DIR [--suite interop|host] [-v] [--filter TEXT]" >&2
+    echo "usage: $0 RINGP2P_BIN INTEROP_BIN_DIR [--suite interop|host|relay] [-v] [--filter TEXT]" >&2
     exit 2
 fi
 bin=$(realpath "$1")
@@ -28,9 +29,9 @@ while [ $# -gt 0 ]; do
     fi
 done
 case $suite in
-interop | host) ;;
+interop | host | relay) ;;
 *)
-    echo "$0: unknown suite '$suite' (interop, host)" >&2
+    echo "$0: unknown suite '$suite' (interop, host, relay)" >&2
     exit 2
     ;;
 esac
@@ -60,6 +61,8 @@ if ! version=$("$node" --version 2>/dev/null) || [ "${version%%.*}" != v22 ]; th
     exit 1
 fi
 
+# relay: relay.mjs, js-libp2p through `ringp2p listen --relay-server` ("relay-interop: N passed, N failed")
+[ "$suite" = relay ] && exec "$node" relay.mjs "$bin" ${args[@]+"${args[@]}"}
 if [ "$suite" = host ]; then
     exec "$node" host.mjs "$bin" ${args[@]+"${args[@]}"}
 fi

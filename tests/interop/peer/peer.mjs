@@ -2,16 +2,19 @@
 // standin.mjs (js playing the ringp2p tool, to prove the driver): node construction, the echo
 // protocol, the client actions and their one-line JSON results.
 //
-// Everything here is real js-libp2p 3.x (tcp, noise, yamux, identify + push, ping, the
-// connection monitor) with its defaults, except the limits named below, which are raised
-// only so that the test's own bursts are not refused by js before they reach the peer
-// under test.
+// Everything here is real js-libp2p 3.x (tcp; noise, tls or plaintext; yamux or mplex;
+// identify + push, ping, the connection monitor) with its defaults, except the limits named
+// below, which are raised only so that the test's own bursts are not refused by js before they
+// reach the peer under test. Every peer also serves /echo/1.0.0 and /perf/1.0.0 (perf.mjs).
 
 import { createHash, randomBytes } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
+import { mplex } from '@libp2p/mplex'
+import { plaintext } from '@libp2p/plaintext'
+import { tls } from '@libp2p/tls'
 import { privateKeyFromProtobuf, publicKeyFromProtobuf } from '@libp2p/crypto/keys'
 import { identify, identifyPush } from '@libp2p/identify'
 import { peerIdFromPublicKey } from '@libp2p/peer-id'
@@ -19,17 +22,43 @@ import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
+import { PERF, perfHandler, perfOnce } from './perf.mjs'
 
 export const ECHO = '/echo/1.0.0'
 export const PING = '/ipfs/ping/1.0.0'
+export { PERF }
 
-// echo-many opens up to this many streams on one connection; js's default per-protocol cap
-// (64 outbound, 32 inbound) would refuse them on the js side.
+// The connection encrypters and stream muxers a peer can be given, by their command-line names
+// (the ringp2p tool's names), with the protocol IDs they negotiate.
+export const SECURITY = {
+  noise: { make: () => noise(), id: '/noise' },
+  tls: { make: () => tls(), id: '/tls/1.0.0' },
+  plaintext: { make: () => plaintext(), id: '/plaintext/2.0.0' }
+}
+export const MUXERS = {
+  yamux: { make: () => yamux(), id: '/yamux/1.0.0' },
+  mplex: { make: (o) => mplex(o), id: '/mplex/6.7.0' }
+}
+
+// js-mplex has no flow control, so it defends itself by closing the whole connection when the
+// remote opens more than `disconnectThreshold` new streams in one second (default 5, counted
+// on every NEW_STREAM frame, @libp2p/mplex mplex.js), and likewise when more than that many
+// frames a second arrive for streams it no longer knows. A ringp2p peer that opens identify,
+// ping, echo and perf streams in quick succession (or `ringp2p perf --streams N`) trips it:
+// that is js's policy, not a fault of the peer under test, so the test peers raise it to this
+// by default. `mplexDisconnectThreshold: null` (node.mjs --mplex-disconnect-threshold
+// js-default) keeps js's own default, to show what an unconfigured js-libp2p does.
+export const MPLEX_DISCONNECT_THRESHOLD = 100_000
+
+// echo-many (and ringp2p perf --streams) open up to this many streams on one connection; js's
+// default per-protocol cap (64 outbound, 32 inbound) would refuse them on the js side.
 const MAX_ECHO_STREAMS = 1024
 // Writes are cut into pieces of this size so that backpressure (send() → false) is honoured.
 const WRITE_CHUNK = 64 * 1024
 // Per-action deadline: generous, because the peer under test may be a sanitizer build.
 const ACTION_TIMEOUT_MS = 120_000
+// Bytes per millisecond (5 MB/s) a perf action may be slower than, beyond ACTION_TIMEOUT_MS.
+const PERF_MIN_RATE = 5_000
 // How long js's automatic identify of a new connection may take.
 const AUTO_IDENTIFY_WAIT_MS = 15_000
 
@@ -38,7 +67,13 @@ export function emit (obj) {
   process.stdout.write(JSON.stringify(obj) + '\n')
 }
 
-export const errText = (e) => (e?.name != null && e.name !== 'Error' ? `${e.name}: ` : '') + (e?.message ?? String(e))
+export const errText = (e) => {
+  // js-libp2p sometimes rejects with the stream's close event rather than an Error.
+  if (typeof Event !== 'undefined' && e instanceof Event) {
+    return `"${e.type}" event${e.error != null ? `: ${errText(e.error)}` : ' (no error attached)'}`
+  }
+  return (e?.name != null && e.name !== 'Error' ? `${e.name}: ` : '') + (e?.message ?? String(e))
+}
 
 export function sha256 (bytes) {
   return createHash('sha256').update(bytes).digest('hex')
@@ -61,19 +96,40 @@ export function localAddrOf (conn) {
 export const withoutPeer = (ma) => String(ma).replace(/\/p2p\/[^/]+$/, '')
 
 /**
+ * Parses a comma-separated preference list of names from `table` (SECURITY or MUXERS).
+ * Throws on an empty list or an unknown name.
+ */
+export function parseList (text, table, what) {
+  const names = String(text).split(',').map((x) => x.trim()).filter((x) => x !== '')
+  if (names.length === 0) throw new Error(`${what}: empty list`)
+  for (const n of names) {
+    if (table[n] == null) throw new Error(`${what}: unknown "${n}" (${Object.keys(table).join(', ')})`)
+  }
+  return names
+}
+
+/**
  * Creates and starts a js-libp2p node. `keyFile`: libp2p protobuf PrivateKey bytes (the
  * format of `ringp2p keygen`); absent: a fresh Ed25519 key. `agent`: the identify agent
  * version (absent: js-libp2p's own "js-libp2p/<version> node/<version>").
- * `onMonitorPing(conn, rttMs)` is called each time js's connection monitor completes a ping.
+ * `security`, `muxer`: comma-separated preference lists of SECURITY and MUXERS names; the node
+ * offers only those. `mplexDisconnectThreshold`: see MPLEX_DISCONNECT_THRESHOLD (null: js's
+ * default). `onMonitorPing(conn, rttMs)` is called each time js's connection monitor
+ * completes a ping; `onPerfServed(conn, r)` each time a /perf/1.0.0 stream served ends
+ * (perf.mjs perfHandler).
  */
-export async function createPeer ({ keyFile = null, listen = [], agent = null, onMonitorPing = null } = {}) {
+export async function createPeer ({
+  keyFile = null, listen = [], agent = null, onMonitorPing = null, onPerfServed = null, security = 'noise',
+  muxer = 'yamux', mplexDisconnectThreshold = MPLEX_DISCONNECT_THRESHOLD
+} = {}) {
   const privateKey = keyFile != null ? privateKeyFromProtobuf(readFileSync(keyFile)) : undefined
+  const mplexInit = mplexDisconnectThreshold != null ? { disconnectThreshold: mplexDisconnectThreshold } : {}
   const node = await createLibp2p({
     ...(privateKey != null ? { privateKey } : {}),
     addresses: { listen },
     transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    connectionEncrypters: parseList(security, SECURITY, 'security').map((n) => SECURITY[n].make()),
+    streamMuxers: parseList(muxer, MUXERS, 'muxer').map((n) => MUXERS[n].make(mplexInit)),
     // js refuses more than 5 inbound connections per second from one host and more than 10
     // pending upgrades; the several-peers cases dial from 127.0.0.1 in a burst.
     connectionManager: { inboundConnectionThreshold: 1000, maxIncomingPendingConnections: 100 },
@@ -81,6 +137,10 @@ export async function createPeer ({ keyFile = null, listen = [], agent = null, o
     services: { identify: identify(), identifyPush: identifyPush(), ping: ping() }
   })
   await node.handle(ECHO, echoHandler, {
+    maxInboundStreams: MAX_ECHO_STREAMS,
+    maxOutboundStreams: MAX_ECHO_STREAMS
+  })
+  await node.handle(PERF, perfHandler(onPerfServed), {
     maxInboundStreams: MAX_ECHO_STREAMS,
     maxOutboundStreams: MAX_ECHO_STREAMS
   })
@@ -267,16 +327,20 @@ export function connView (conn) {
 
 /**
  * Parses the action scripts of node.mjs: "ping N", "identify", "echo SIZE",
- * "echo-many N SIZE", "hold SECONDS". Throws on anything else.
+ * "echo-many N SIZE", "hold SECONDS", "perf UPLOAD DOWNLOAD". Throws on anything else.
  */
 export function parseAction (text) {
   const [name, ...args] = text.trim().split(/\s+/)
   const ints = args.map((a) => {
-    if (!/^\d+$/.test(a)) throw new Error(`action "${text}": "${a}" is not a non-negative integer`)
+    if (!/^\d+$/.test(a) || !Number.isSafeInteger(Number(a))) {
+      throw new Error(`action "${text}": "${a}" is not a non-negative integer below 2^53`)
+    }
     return Number(a)
   })
-  const arity = { ping: 1, identify: 0, echo: 1, 'echo-many': 2, hold: 1 }[name]
-  if (arity == null) throw new Error(`unknown action "${text}" (ping N | identify | echo SIZE | echo-many N SIZE | hold SECONDS)`)
+  const arity = { ping: 1, identify: 0, echo: 1, 'echo-many': 2, hold: 1, perf: 2 }[name]
+  if (arity == null) {
+    throw new Error(`unknown action "${text}" (ping N | identify | echo SIZE | echo-many N SIZE | hold SECONDS | perf UPLOAD DOWNLOAD)`)
+  }
   if (ints.length !== arity) throw new Error(`action "${text}" takes ${arity} argument(s)`)
   return { name, args: ints, text }
 }
@@ -286,7 +350,11 @@ export function parseAction (text) {
  * { action, ok, error?, ...details, ...connView }. Never throws.
  */
 export async function runAction (node, conn, action) {
-  const signal = AbortSignal.timeout(ACTION_TIMEOUT_MS + (action.name === 'hold' ? action.args[0] * 1000 : 0))
+  // A hold lasts its time; a perf transfer may take a millisecond per PERF_MIN_RATE bytes.
+  const extraMs = action.name === 'hold'
+    ? action.args[0] * 1000
+    : action.name === 'perf' ? Math.ceil((action.args[0] + action.args[1]) / PERF_MIN_RATE) : 0
+  const signal = AbortSignal.timeout(ACTION_TIMEOUT_MS + extraMs)
   // echo-many puts one listener per stream on it.
   setMaxListeners(Infinity, signal)
   const started = Date.now()
@@ -334,6 +402,13 @@ export async function runAction (node, conn, action) {
         }
         out.ok = out.okStreams === n
         if (!out.ok) out.error = `${n - out.okStreams} of ${n} streams failed, e.g. ${out.failures.join('; ')}`
+        break
+      }
+      case 'perf': {
+        const [upload, download] = action.args
+        Object.assign(out, await perfOnce(conn, upload, download, signal))
+        out.ok = out.uploadBytes === upload && out.downloadBytes === download
+        if (!out.ok) out.error = `perf moved ${out.uploadBytes} up, ${out.downloadBytes} down; asked ${upload} up, ${download} down`
         break
       }
       case 'hold': {

@@ -1,5 +1,5 @@
 // js-libp2p playing the ringp2p tool, for `host.mjs --js-only`: it implements the tool's
-// contract (listen, ping, identify, stream; see host.mjs TOOL) so that every host case can be
+// contract (listen, ping, identify, stream, perf; see host.mjs TOOL) so that every host case can be
 // run js↔js first, which proves the driver and its checks before ringp2p is in the loop.
 // It is not under test. Its agent version is "ringp2p/0.0.0-js-standin" so that the checks
 // that ask for a ringp2p agent apply to it unchanged.
@@ -13,6 +13,9 @@
 //   ping      bad ping sequence, zero RTT               gives a wrong observed port
 //   stream    `stream` corrupts what it prints stallping  ping is advertised, never answered
 //   idevent   `listen` reports a wrong agent for the peers it identified
+//   perf      `perf` uploads one byte less than it reports; `listen`'s perf server sends one
+//             byte less than asked
+//   secmux    --security and --muxer are ignored: every security and muxer is offered
 // Every host check must fail against all of them.
 //
 //   standin.mjs listen [--key FILE] [--listen MADDR]... [--security LIST] [--muxer LIST]
@@ -20,14 +23,18 @@
 //   standin.mjs ping MADDR [--count N] [--interval SEC] [--json]
 //   standin.mjs identify MADDR [--json]
 //   standin.mjs stream MADDR PROTOCOL
+//   standin.mjs perf MADDR [--upload SIZE] [--download SIZE] [--streams N] [--json]
 //   dialing commands also take --key FILE, --security LIST, --muxer LIST, --timeout SEC.
+//   --security and --muxer name what the node offers (noise, tls, plaintext; yamux, mplex).
 
 import { randomBytes } from 'node:crypto'
 import { multiaddr } from '@multiformats/multiaddr'
 import { publicKeyFromProtobuf } from '@libp2p/crypto/keys'
 import {
-  createPeer, ECHO, emit, errText, keyTypeName, localAddrOf, parseTarget, PING, sleep, stopNode
+  createPeer, ECHO, emit, errText, keyTypeName, localAddrOf, MUXERS, parseList, parseTarget, PERF, PING,
+  SECURITY, sleep, stopNode
 } from './peer.mjs'
+import { perfOnce } from './perf.mjs'
 
 const LIES = new Set((process.env.STANDIN_LIE ?? '').split(',').filter((x) => x !== ''))
 const lie = (name) => LIES.has('all') || LIES.has(name)
@@ -42,6 +49,25 @@ async function spoil (node) {
     }, { force: true })
   }
   if (lie('nopush')) await node.unhandle('/ipfs/id/push/1.0.0')
+  if (lie('perf')) {
+    // A perf server that sends one byte less than asked.
+    await node.handle(PERF, async (stream) => {
+      let head = Buffer.alloc(0)
+      try {
+        for await (const chunk of stream) {
+          if (head.length < 8) head = Buffer.concat([head, chunk instanceof Uint8Array ? chunk : chunk.subarray()])
+        }
+        const want = Number(head.readBigUInt64BE(0))
+        const block = new Uint8Array(65536)
+        for (let left = Math.max(0, want - 1); left > 0; left -= Math.min(left, block.length)) {
+          if (!stream.send(block.subarray(0, Math.min(left, block.length)))) await stream.onDrain()
+        }
+        await stream.close()
+      } catch (e) {
+        stream.abort(e)
+      }
+    }, { force: true, maxInboundStreams: 1024, maxOutboundStreams: 1024 })
+  }
   if (!lie('echo')) return node
   await node.handle(ECHO, async (stream) => {
     let first = true
@@ -65,8 +91,31 @@ function fail (message, code = 2) {
   process.exit(code)
 }
 
+/** "64M", "1G", "1000": bytes, suffixes K, M, G, T powers of 1024 (like the ringp2p tool). */
+function size (flag, text) {
+  const m = /^(\d+)([KMGT](i?B)?)?$/i.exec(text)
+  if (m == null) fail(`${flag} wants a size (1000, 64K, 64M, 1G)`)
+  const shift = { '': 0, k: 10, m: 20, g: 30, t: 40 }[(m[2] ?? '').slice(0, 1).toLowerCase()]
+  const v = Number(m[1]) * 2 ** shift
+  if (!Number.isSafeInteger(v)) fail(`${flag}: ${text} is too large`)
+  return v
+}
+
 function parseArgs (argv) {
-  const o = { key: null, listen: [], json: false, count: 4, interval: 1, timeout: 10, positional: [] }
+  const o = {
+    key: null,
+    listen: [],
+    json: false,
+    count: 4,
+    interval: 1,
+    timeout: 10,
+    security: 'noise',
+    muxer: 'yamux',
+    upload: 1 << 30,
+    download: 0,
+    streams: 1,
+    positional: []
+  }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const value = () => {
@@ -88,11 +137,19 @@ function parseArgs (argv) {
       case '--shards': number(); break
       case '--security':
       case '--muxer': {
-        // Only noise and yamux are built into this stand-in.
-        const want = a === '--security' ? 'noise' : 'yamux'
-        if (!value().split(',').includes(want)) fail(`${a}: only ${want} is available`)
+        const v = value()
+        try {
+          parseList(v, a === '--security' ? SECURITY : MUXERS, a)
+        } catch (e) {
+          fail(errText(e))
+        }
+        if (!lie('secmux')) o[a.slice(2)] = v
+        else o[a.slice(2)] = Object.keys(a === '--security' ? SECURITY : MUXERS).join(',')
         break
       }
+      case '--upload':
+      case '--download': o[a.slice(2)] = size(a, value()); break
+      case '--streams': o.streams = number(); break
       default:
         if (a.startsWith('--')) fail(`unknown flag ${a}`)
         o.positional.push(a)
@@ -115,7 +172,9 @@ async function listen (o) {
   const node = await spoil(await createPeer({
     keyFile: o.key,
     listen: o.listen.length > 0 ? o.listen : ['/ip4/127.0.0.1/tcp/0'],
-    agent: AGENT
+    agent: AGENT,
+    security: o.security,
+    muxer: o.muxer
   }))
   const out = (obj, text) => (o.json ? emit(obj) : console.log(text))
   node.addEventListener('connection:open', (evt) => {
@@ -152,7 +211,7 @@ async function connect (o, target) {
   } catch (e) {
     fail(errText(e))
   }
-  const node = await spoil(await createPeer({ keyFile: o.key, agent: AGENT }))
+  const node = await spoil(await createPeer({ keyFile: o.key, agent: AGENT, security: o.security, muxer: o.muxer }))
   try {
     const conn = await node.dial(ma, { signal: AbortSignal.timeout(o.timeout * 1000) })
     return { node, conn }
@@ -284,6 +343,39 @@ async function streamCmd (o) {
   process.exit(code)
 }
 
+async function perfCmd (o) {
+  if (o.positional.length !== 1) fail('usage: perf MADDR [--upload SIZE] [--download SIZE] [--streams N] [--json]')
+  const { node, conn } = await connect(o, o.positional[0])
+  const t0 = process.hrtime.bigint()
+  // What this client uploads; the liar uploads one byte less and reports what was asked.
+  const upload = lie('perf') ? Math.max(0, o.upload - 1) : o.upload
+  const results = await Promise.allSettled(Array.from({ length: o.streams }, () =>
+    perfOnce(conn, upload, o.download, AbortSignal.timeout(Math.ceil(o.timeout * 1000 + (o.upload + o.download) / 5000)))))
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9
+  let up = 0
+  let down = 0
+  let code = 0
+  for (const [i, r] of results.entries()) {
+    if (r.status === 'rejected') {
+      console.error(`ringp2p perf: stream ${i} failed: ${errText(r.reason)}`)
+      code = 1
+      continue
+    }
+    up += lie('perf') ? o.upload : r.value.uploadBytes
+    down += r.value.downloadBytes
+    if (r.value.downloadBytes !== o.download) {
+      console.error(`ringp2p perf: stream ${i}: ${r.value.downloadBytes} bytes down, asked ${o.download}`)
+      code = 1
+    }
+  }
+  const s = secs > 0 ? secs : 1e-9
+  const summary = { event: 'perf', uploadBytes: up, downloadBytes: down, seconds: secs, uploadMBps: up / 1e6 / s, downloadMBps: down / 1e6 / s }
+  if (o.json) emit(summary)
+  else console.log(`perf: up ${up} bytes, down ${down} bytes in ${secs.toFixed(3)} s`)
+  await stopNode(node)
+  process.exit(code)
+}
+
 const [cmd, ...rest] = process.argv.slice(2)
 const o = parseArgs(rest)
 switch (cmd) {
@@ -291,5 +383,6 @@ switch (cmd) {
   case 'ping': await pingCmd(o); break
   case 'identify': await identifyCmd(o); break
   case 'stream': await streamCmd(o); break
+  case 'perf': await perfCmd(o); break
   default: fail(`unknown command ${cmd}`)
 }
