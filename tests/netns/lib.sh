@@ -439,3 +439,37 @@ json_val() {
 conntrack() {
     run_in "$1" cat /proc/net/nf_conntrack
 }
+
+# ---- ringp2p nodes (case_relay.sh, case_autonat.sh) -------------------------------------------
+
+# json_strs KEY LINE: the strings of the array "KEY" (such as "addrs") in a one-line JSON object,
+# one per line; nothing if there is no such array or it is empty.
+json_strs() {
+    sed -n -E 's/.*"'"$1"'":\[([^]]*)\].*/\1/p' <<<"$2" | head -n 1 | grep -oE '"[^"]*"' |
+        tr -d '"' || true
+}
+
+# node_id NAME [SECONDS]: waits for the {"event":"ready"} line of the ringp2p node NAME (spawned
+# with --json) and prints its peer ID.
+node_id() {
+    wait_for "$(out "$1")" '"event":"ready"' "${2:-10}" ||
+        fail "node $1 did not start: $(tail -n 3 "$(out "$1").err" 2>/dev/null | tr '\n' ' ')"
+    json_val peerId "$(grep -m1 '"event":"ready"' "$(out "$1")")"
+}
+
+# first_match FILE REGEX: the first line of FILE matching REGEX (grep -E), or nothing.
+first_match() {
+    grep -m1 -E -- "$2" "$1" 2>/dev/null || true
+}
+
+# expect_pings_relayed ROLE MADDR COUNT: `ringp2p ping MADDR --json` from ROLE must answer all
+# COUNT pings, each over a relayed connection.
+expect_pings_relayed() {
+    local role=$1 ma=$2 count=$3 o rc=0 n
+    o=$(run_in "$role" "$RINGP2P" ping "$ma" --count "$count" --interval 0.2 --timeout 5 --json \
+        2>&1) || rc=$?
+    note "ping from $role:"$'\n'"$o"
+    [ "$rc" -eq 0 ] || fail "ping $ma from $role: exit $rc, want $count answered pings"
+    n=$(grep -cE '"event":"ping".*"rttUs":[0-9]+,"relayed":true' <<<"$o" || true)
+    expect_eq "pings from $role answered over a relayed connection" "$n" "$count"
+}
