@@ -392,9 +392,9 @@ typedef void (*ringp2p_open_fn)(ringp2p_node *node, ringp2p_stream *s, int err,
  * Lazy negotiation (as go-libp2p does): with exactly one protocol, which the
  * peer listed in identify on that connection, `fn` runs as soon as the
  * proposal is queued, without waiting for the peer's answer, so what the
- * stream writes travels with the proposal (a half-close waits for the answer:
- * js-libp2p 3.3 loses a FIN that arrives with the proposal). Should the peer
- * refuse after all,
+ * stream writes travels with the proposal (a half-close waits for the answer,
+ * except to a ringp2p peer: js-libp2p 3.3 loses a FIN that arrives with the
+ * proposal). Should the peer refuse after all,
  * or not answer within RINGP2P_LIMIT_NEGOTIATION_TIMEOUT_MS, the open stream
  * ends in on_close with RINGP2P_ENEGOTIATION (RINGP2P_ESTREAMRESET if the
  * peer resets it as it refuses) or RINGP2P_ETIMEDOUT, and no byte the peer

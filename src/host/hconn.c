@@ -61,6 +61,7 @@ struct ringp2p_stream {
     uint64_t w_total; /* bytes put into chunks */
     uint64_t fed_total;
     bool want_writable, write_closed, fin_sent, peer_fin, eof_done, paused, delivering;
+    bool early_fin; /* lazy open to a ringp2p peer: a half-close need not wait for the echo */
     rseg *rhead, *rtail;
     rp_timer neg_timer; /* RINGP2P_LIMIT_NEGOTIATION_TIMEOUT_MS while in ST_NEG */
     int busy;
@@ -408,9 +409,10 @@ static void stream_feed(ringp2p_stream *s)
     bool all_fed = s->wtail == NULL || s->wtail->fed == s->wtail->len;
     /*
      * A lazy open's FIN waits for the listener's echo: js-libp2p 3.3 loses a
-     * FIN that arrives with the proposal (its handler's read never ends).
+     * FIN that arrives with the proposal (its handler's read never ends). A
+     * ringp2p listener reads it after the negotiation, so it goes at once.
      */
-    bool lazy_pending = s->state == ST_OPEN && s->mss != NULL;
+    bool lazy_pending = s->state == ST_OPEN && s->mss != NULL && !s->early_fin;
     if (s->write_closed && !s->fin_sent && all_fed && !lazy_pending) {
         s->fin_sent = true;
         mux->close(s->ms);
@@ -955,7 +957,11 @@ void rp_hconn_open_stream(rp_hconn *hc, rp_hopen *o)
         return;
     }
     stream_mss_out(s);
-    if (lazy && !s->finished) stream_open_lazy(s);
+    if (lazy && !s->finished) {
+        const char *agent = hc->agent;
+        s->early_fin = agent != NULL && strncmp(agent, "ringp2p/", 8) == 0;
+        stream_open_lazy(s);
+    }
 }
 
 static void run_waiting(rp_hconn *hc)
