@@ -153,6 +153,13 @@ int rp_envelope_open(const uint8_t **src, const uint8_t *end, const char *domain
                      const uint8_t *type, size_t type_len, rp_envelope *out, ringp2p_pubkey **key,
                      ringp2p_errinfo *ei)
 {
+    return rp_envelope_open_cached(src, end, domain, type, type_len, NULL, out, key, ei);
+}
+
+int rp_envelope_open_cached(const uint8_t **src, const uint8_t *end, const char *domain,
+                            const uint8_t *type, size_t type_len, rp_sigcache *verified,
+                            rp_envelope *out, ringp2p_pubkey **key, ringp2p_errinfo *ei)
+{
     size_t dlen;
     int r = check_domain(domain, &dlen, ei);
     if (r < 0) return r;
@@ -174,7 +181,9 @@ int rp_envelope_open(const uint8_t **src, const uint8_t *end, const char *domain
         ringp2p_pubkey_free(pk);
         return r;
     }
-    r = ringp2p_pubkey_verify(pk, tbs, tbs_len, e.signature.base, e.signature.len);
+    /* The unsigned buffer fixes domain, type and payload (each length-prefixed): the cache's key.
+     */
+    r = rp_sigcache_verify(verified, pk, tbs, tbs_len, e.signature.base, e.signature.len);
     free(tbs);
     if (r < 0) {
         const char *kt = ringp2p_key_type_name(ringp2p_pubkey_type(pk));

@@ -35,6 +35,7 @@
 
 #include "base/bytes.h"
 #include "base/pb.h"
+#include "crypto/sigcache.h"
 #include "ringp2p/error.h"
 #include "ringp2p/key.h"
 
@@ -125,5 +126,16 @@ ssize_t rp_envelope_seal(const ringp2p_privkey *key, const char *domain, const u
 int rp_envelope_open(const uint8_t **src, const uint8_t *end, const char *domain,
                      const uint8_t *type, size_t type_len, rp_envelope *out, ringp2p_pubkey **key,
                      ringp2p_errinfo *ei);
+
+/*
+ * rp_envelope_open with the signature checked through `verified` (the
+ * caller's, crypto/sigcache.h; NULL verifies always): an envelope whose exact
+ * public key, domain, payload_type, payload and signature verified before is
+ * not verified again. A peer's signed record repeats on each connection to it
+ * until it reseals. Same results and errors as rp_envelope_open.
+ */
+int rp_envelope_open_cached(const uint8_t **src, const uint8_t *end, const char *domain,
+                            const uint8_t *type, size_t type_len, rp_sigcache *verified,
+                            rp_envelope *out, ringp2p_pubkey **key, ringp2p_errinfo *ei);
 
 #endif

@@ -260,7 +260,8 @@ static void id_eof(ringp2p_stream *s, void *ctx)
     rp_identify_peer *idp = rc == 0 ? rp_hconn_peer(hc) : NULL;
     if (rc == 0 && idp == NULL) rc = RINGP2P_ENOMEM;
     /* verifies the key and signed record against the connection's peer, then merges (push rule) */
-    if (rc == 0 && (rc = rp_identify_peer_apply(idp, m, NULL)) > 0) rc = 0;
+    if (rc == 0 && (rc = rp_identify_peer_apply(idp, m, rp_hsec_sigcache(r->node), NULL)) > 0)
+        rc = 0;
     if (rc == 0) {
         rp_iov av = rp_identify_peer_agent_version(idp);
         if (av.base != NULL) rp_hconn_set_agent(hc, av.base, av.len);

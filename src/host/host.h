@@ -147,6 +147,8 @@ const rp_hsec_ops *rp_hsec_by_id(const char *id);
 /* hsec.c: frees what the node's sessions share (made at the first handshake; NULL is fine). */
 struct rp_hsec_shared;
 void rp_hsec_shared_free(struct rp_hsec_shared *sh);
+/* hsec.c: the node's cache of verified signatures (crypto/sigcache.h), NULL without memory. */
+rp_sigcache *rp_hsec_sigcache(ringp2p_node *n);
 
 /*
  * One stream muxer as the host drives it (hmux.c). A session is opaque

@@ -22,6 +22,8 @@
  */
 struct rp_hsec_shared {
     rp_noise_static *st;
+    /* The TLS key, certificate and contexts, made at the node's first TLS session. */
+    _Atomic(rp_tls_cred *) tls_cred;
     rp_noise_vcache *verified;
 };
 
@@ -29,6 +31,7 @@ void rp_hsec_shared_free(struct rp_hsec_shared *sh)
 {
     if (sh == NULL) return;
     rp_noise_static_free(sh->st);
+    rp_tls_cred_free(atomic_load_explicit(&sh->tls_cred, memory_order_acquire));
     rp_noise_vcache_free(sh->verified);
     free(sh);
 }
@@ -50,6 +53,13 @@ static struct rp_hsec_shared *node_shared(ringp2p_node *n)
         return mine;
     rp_hsec_shared_free(mine); /* another shard won; cur is its */
     return cur;
+}
+
+/* Also identify's: a peer's signed record repeats on every connection to it (builtin.c). */
+rp_sigcache *rp_hsec_sigcache(ringp2p_node *n)
+{
+    struct rp_hsec_shared *sh = node_shared(n);
+    return sh != NULL ? sh->verified : NULL;
 }
 
 /* The /noise configuration of a connection; signed mode takes the same. */
@@ -271,11 +281,34 @@ static int64_t unix_now(void)
     return (int64_t)time(NULL);
 }
 
+/*
+ * The node's credential (tls.md "Peer Authentication": one key and certificate
+ * MAY serve many connections). NULL without memory: the session makes its own
+ * and reports why. Shards racing to make it keep the first one published.
+ */
+static const rp_tls_cred *node_tls_cred(ringp2p_node *n, struct rp_hsec_shared *sh)
+{
+    rp_tls_cred *cur = atomic_load_explicit(&sh->tls_cred, memory_order_acquire);
+    if (cur != NULL) return cur;
+    rp_tls_cred *mine = NULL;
+    if (rp_tls_cred_new(n->key, unix_now(), &mine, NULL) < 0) return NULL;
+    if (atomic_compare_exchange_strong_explicit(&sh->tls_cred, &cur, mine, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return mine;
+    rp_tls_cred_free(mine); /* another shard won; cur is its */
+    return cur;
+}
+
 static int tls_new(ringp2p_node *n, bool initiator, const ringp2p_peer_id *expect, void **out,
                    ringp2p_errinfo *ei)
 {
     rp_tls_config tc = { 0 };
     tc.identity = n->key;
+    struct rp_hsec_shared *sh = node_shared(n);
+    if (sh != NULL) {
+        tc.cred = node_tls_cred(n, sh);
+        tc.verified = sh->verified;
+    }
     tc.initiator = initiator;
     tc.expected_peer = expect;
     tc.muxers = n->cfg.muxers;

@@ -324,7 +324,7 @@ static int mismatch(const char *what, const ringp2p_peer_id *want, const ringp2p
 }
 
 int rp_identify_verify(const rp_identify_msg *m, const ringp2p_peer_id *remote,
-                       rp_identify_verified *out, ringp2p_errinfo *ei)
+                       rp_sigcache *verified, rp_identify_verified *out, ringp2p_errinfo *ei)
 {
     out->key = NULL;
     out->has_record = false;
@@ -343,7 +343,8 @@ int rp_identify_verify(const rp_identify_msg *m, const ringp2p_peer_id *remote,
     }
     if (m->signed_peer_record.len != 0) {
         const uint8_t *q = m->signed_peer_record.base;
-        r = rp_peer_record_open(&q, q + m->signed_peer_record.len, &out->record, NULL, ei);
+        r = rp_peer_record_open(&q, q + m->signed_peer_record.len, verified, &out->record, NULL,
+                                ei);
         if (r == 0 && !ringp2p_peer_id_equal(&out->record.peer_id, remote))
             r = mismatch("signed peer record", remote, &out->record.peer_id, ei);
         if (r < 0) {
@@ -436,10 +437,11 @@ static rp_iov *copy_list(const rp_iov *l, size_t n, rp_iov **lists, uint8_t **po
     return out;
 }
 
-int rp_identify_peer_apply(rp_identify_peer *p, const rp_identify_msg *m, ringp2p_errinfo *ei)
+int rp_identify_peer_apply(rp_identify_peer *p, const rp_identify_msg *m, rp_sigcache *verified,
+                           ringp2p_errinfo *ei)
 {
     rp_identify_verified v;
-    int r = rp_identify_verify(m, &p->id, &v, ei);
+    int r = rp_identify_verify(m, &p->id, verified, &v, ei);
     if (r < 0) return r;
 
     /* The next state, as views into the old blob or the message. */

@@ -202,14 +202,15 @@ typedef struct rp_identify_verified {
 /*
  * Checks a received message against the peer the connection authenticated
  * (`remote`, copied): its public key, when present, must be remote's; its
- * signed peer record, when present, must verify (rp_peer_record_open) and be
+ * signed peer record, when present, must verify (rp_peer_record_open, through
+ * the cache `verified` when not NULL: the node's, crypto/sigcache.h) and be
  * remote's. Nothing else in the message is signed. On success *out is set (free
  * it with rp_identify_verified_clear). Errors: RINGP2P_EPEERMISMATCH (a key or
  * record of another peer, both IDs in `ei`), the errors of
  * ringp2p_pubkey_from_protobuf and rp_peer_record_open.
  */
 int rp_identify_verify(const rp_identify_msg *m, const ringp2p_peer_id *remote,
-                       rp_identify_verified *out, ringp2p_errinfo *ei);
+                       rp_sigcache *verified, rp_identify_verified *out, ringp2p_errinfo *ei);
 
 /* Frees what rp_identify_verify allocated (the key). */
 void rp_identify_verified_clear(rp_identify_verified *v);
@@ -246,12 +247,13 @@ int rp_identify_peer_new(const ringp2p_peer_id *id, rp_identify_peer **out);
 void rp_identify_peer_free(rp_identify_peer *p);
 
 /*
- * Verifies m against the peer (rp_identify_verify) and merges it in; m and
- * its buffer are only read. Returns the RP_IDENTIFY_CHANGED_* bits (0: nothing
- * new), or an error of rp_identify_verify or RINGP2P_ENOMEM, in which case the
- * state is unchanged.
+ * Verifies m against the peer (rp_identify_verify, with the cache `verified`,
+ * may be NULL) and merges it in; m and its buffer are only read. Returns the
+ * RP_IDENTIFY_CHANGED_* bits (0: nothing new), or an error of
+ * rp_identify_verify or RINGP2P_ENOMEM, in which case the state is unchanged.
  */
-int rp_identify_peer_apply(rp_identify_peer *p, const rp_identify_msg *m, ringp2p_errinfo *ei);
+int rp_identify_peer_apply(rp_identify_peer *p, const rp_identify_msg *m, rp_sigcache *verified,
+                           ringp2p_errinfo *ei);
 
 /* The accessors' results are owned by p and valid until the next apply or free. */
 const ringp2p_peer_id *rp_identify_peer_id(const rp_identify_peer *p);

@@ -125,15 +125,15 @@ ssize_t rp_peer_record_seal(const ringp2p_privkey *key, uint64_t seq, const rp_i
                             RP_PEER_RECORD_PAYLOAD_TYPE_LEN, payload, (size_t)n, dst, cap, ei);
 }
 
-int rp_peer_record_open(const uint8_t **src, const uint8_t *end, rp_peer_record *rec,
-                        rp_envelope *env, ringp2p_errinfo *ei)
+int rp_peer_record_open(const uint8_t **src, const uint8_t *end, rp_sigcache *verified,
+                        rp_peer_record *rec, rp_envelope *env, ringp2p_errinfo *ei)
 {
     const uint8_t *p = *src;
     rp_envelope e;
     ringp2p_pubkey *key = NULL;
-    int r = rp_envelope_open(&p, end, RP_PEER_RECORD_DOMAIN,
-                             (const uint8_t *)RP_PEER_RECORD_PAYLOAD_TYPE,
-                             RP_PEER_RECORD_PAYLOAD_TYPE_LEN, &e, &key, ei);
+    int r = rp_envelope_open_cached(&p, end, RP_PEER_RECORD_DOMAIN,
+                                    (const uint8_t *)RP_PEER_RECORD_PAYLOAD_TYPE,
+                                    RP_PEER_RECORD_PAYLOAD_TYPE_LEN, verified, &e, &key, ei);
     if (r < 0) return r;
     /* RFC 0003: the signature is checked before the payload is even decoded. */
     const uint8_t *q = e.payload.base;

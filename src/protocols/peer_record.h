@@ -100,14 +100,15 @@ ssize_t rp_peer_record_seal(const ringp2p_privkey *key, uint64_t seq, const rp_i
 /*
  * Opens a signed record: the envelope in [*src, end) must verify for
  * RP_PEER_RECORD_DOMAIN, carry RP_PEER_RECORD_PAYLOAD_TYPE, and its peer_id
- * must be the signer's (RFC 0003 "Certification / Verification"). On success
- * *src moves to end and *rec (and *env, if not NULL) view the caller's bytes.
- * Errors (*src unchanged): those of rp_envelope_open and
- * rp_peer_record_decode, RINGP2P_EPEERMISMATCH (signed by another peer than
- * the record names).
+ * must be the signer's (RFC 0003 "Certification / Verification"). `verified`
+ * (may be NULL) is the cache of signatures that verified before
+ * (rp_envelope_open_cached). On success *src moves to end and *rec (and *env,
+ * if not NULL) view the caller's bytes. Errors (*src unchanged): those of
+ * rp_envelope_open and rp_peer_record_decode, RINGP2P_EPEERMISMATCH (signed by
+ * another peer than the record names).
  */
-int rp_peer_record_open(const uint8_t **src, const uint8_t *end, rp_peer_record *rec,
-                        rp_envelope *env, ringp2p_errinfo *ei);
+int rp_peer_record_open(const uint8_t **src, const uint8_t *end, rp_sigcache *verified,
+                        rp_peer_record *rec, rp_envelope *env, ringp2p_errinfo *ei);
 
 /*
  * A sequence number for a new record: the time (Unix nanoseconds, as

@@ -22,7 +22,6 @@
  */
 #include "security/noise.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -485,73 +484,6 @@ ssize_t rp_noise_payload_encode(const uint8_t *key_pb, size_t key_pb_len, const 
     return (ssize_t)n;
 }
 
-/* ---- verified-signature cache ------------------------------------------------------------- */
-
-struct rp_noise_vcache {
-    pthread_mutex_t mu;
-    uint64_t hits, inserted;
-    uint8_t slot[RP_NOISE_VCACHE_SLOTS][SHA256_DIGEST_LENGTH]; /* all zeros: empty */
-};
-
-rp_noise_vcache *rp_noise_vcache_new(void)
-{
-    rp_noise_vcache *c = calloc(1, sizeof(*c));
-    if (c != NULL && pthread_mutex_init(&c->mu, NULL) != 0) {
-        free(c);
-        c = NULL;
-    }
-    return c;
-}
-
-void rp_noise_vcache_free(rp_noise_vcache *c)
-{
-    if (c == NULL) return;
-    pthread_mutex_destroy(&c->mu);
-    free(c);
-}
-
-void rp_noise_vcache_stats(rp_noise_vcache *c, uint64_t *hits, uint64_t *inserted)
-{
-    pthread_mutex_lock(&c->mu);
-    *hits = c->hits;
-    *inserted = c->inserted;
-    pthread_mutex_unlock(&c->mu);
-}
-
-/* The digest naming one (key, static key, signature): lengths first, so no two splits collide. */
-static void vcache_digest(const rp_iov *key_pb, const uint8_t *rs, const rp_iov *sig,
-                          uint8_t out[SHA256_DIGEST_LENGTH])
-{
-    uint8_t lens[8] = { (uint8_t)(key_pb->len >> 24), (uint8_t)(key_pb->len >> 16),
-                        (uint8_t)(key_pb->len >> 8),  (uint8_t)key_pb->len,
-                        (uint8_t)(sig->len >> 24),    (uint8_t)(sig->len >> 16),
-                        (uint8_t)(sig->len >> 8),     (uint8_t)sig->len };
-    SHA256_CTX sha;
-    SHA256_Init(&sha);
-    SHA256_Update(&sha, lens, sizeof(lens));
-    SHA256_Update(&sha, key_pb->base, key_pb->len);
-    SHA256_Update(&sha, rs, RP_NOISE_DHLEN);
-    SHA256_Update(&sha, sig->base, sig->len);
-    SHA256_Final(out, &sha);
-}
-
-static bool vcache_has(rp_noise_vcache *c, const uint8_t d[SHA256_DIGEST_LENGTH])
-{
-    pthread_mutex_lock(&c->mu);
-    bool hit = memcmp(c->slot[d[0] % RP_NOISE_VCACHE_SLOTS], d, SHA256_DIGEST_LENGTH) == 0;
-    if (hit) c->hits++;
-    pthread_mutex_unlock(&c->mu);
-    return hit;
-}
-
-static void vcache_put(rp_noise_vcache *c, const uint8_t d[SHA256_DIGEST_LENGTH])
-{
-    pthread_mutex_lock(&c->mu);
-    memcpy(c->slot[d[0] % RP_NOISE_VCACHE_SLOTS], d, SHA256_DIGEST_LENGTH);
-    c->inserted++;
-    pthread_mutex_unlock(&c->mu);
-}
-
 /* ---- libp2p session ----------------------------------------------------------------------- */
 
 enum { S_HANDSHAKE, S_DONE, S_FAILED };
@@ -571,8 +503,8 @@ struct rp_noise {
     ringp2p_peer_id expected;
     const char *const *muxers; /* the config's, borrowed */
     size_t n_muxers;
-    uint8_t *split_keys_out;   /* the config's, borrowed until the handshake ends */
-    rp_noise_vcache *verified; /* the config's, borrowed */
+    uint8_t *split_keys_out; /* the config's, borrowed until the handshake ends */
+    rp_sigcache *verified;   /* the config's, borrowed */
     struct hs_part *hp;
     /* After the handshake. */
     ringp2p_pubkey *remote_key;
@@ -824,14 +756,8 @@ static int check_remote_payload(rp_noise *s, const rp_iov *payload, ringp2p_erri
     uint8_t tbs[RP_NOISE_SIG_PREFIX_LEN + RP_NOISE_DHLEN];
     memcpy(tbs, RP_NOISE_SIG_PREFIX, RP_NOISE_SIG_PREFIX_LEN);
     memcpy(tbs + RP_NOISE_SIG_PREFIX_LEN, s->hp->hs.rs, RP_NOISE_DHLEN);
-    uint8_t digest[SHA256_DIGEST_LENGTH];
-    bool known = false;
-    if (s->verified != NULL) {
-        vcache_digest(&pl.identity_key, s->hp->hs.rs, &pl.identity_sig, digest);
-        known = vcache_has(s->verified, digest);
-    }
-    if (!known && ringp2p_pubkey_verify(key, tbs, sizeof(tbs), pl.identity_sig.base,
-                                        pl.identity_sig.len) < 0) {
+    if (rp_sigcache_verify(s->verified, key, tbs, sizeof(tbs), pl.identity_sig.base,
+                           pl.identity_sig.len) < 0) {
         const char *type = ringp2p_key_type_name(ringp2p_pubkey_type(key));
         ringp2p_pubkey_free(key);
         return rp_err(ei, RINGP2P_ESIGNATURE,
@@ -839,7 +765,6 @@ static int check_remote_payload(rp_noise *s, const rp_iov *payload, ringp2p_erri
                       "%s identity key",
                       type);
     }
-    if (!known && s->verified != NULL) vcache_put(s->verified, digest);
     if ((r = negotiate_muxer(s, &pl, ei)) < 0) {
         ringp2p_pubkey_free(key);
         return r;

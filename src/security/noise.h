@@ -51,6 +51,7 @@
 
 #include "base/bytes.h"
 #include "crypto/aead.h"
+#include "crypto/sigcache.h"
 #include "crypto/x25519.h"
 #include "ringp2p/key.h"
 
@@ -254,27 +255,16 @@ void rp_noise_static_free(rp_noise_static *st);
 const uint8_t *rp_noise_static_public(const rp_noise_static *st);
 
 /*
- * Remembers identity signatures over static keys that verified, so a peer that
- * keeps one static key for all its sessions (as ringp2p, rust-libp2p and
- * js-libp2p do) costs one signature verification for its first handshake, not
- * one per handshake. Entries are SHA-256 digests of the exact (identity key
- * protobuf, static key, signature) bytes: verification is a pure function of
- * them, so a hit is as good as verifying. A fixed number of entries, replaced
- * as they collide; internally locked, so sessions on any thread may share one.
+ * The verified-signature cache's former name: it is crypto/sigcache.h's
+ * rp_sigcache now (Noise, identify and TLS share it). Kept for code written
+ * against the old name; new code uses rp_sigcache.
  */
-typedef struct rp_noise_vcache rp_noise_vcache;
-
-/* Slots of an rp_noise_vcache (32 bytes each). */
-#define RP_NOISE_VCACHE_SLOTS 256
-
-/* A new empty cache (the caller's: rp_noise_vcache_free), or NULL without memory. */
-rp_noise_vcache *rp_noise_vcache_new(void);
-
-/* Frees (NULL is fine). */
-void rp_noise_vcache_free(rp_noise_vcache *c);
-
-/* Signatures the cache spared (hits) and verified (misses that passed), for tests and stats. */
-void rp_noise_vcache_stats(rp_noise_vcache *c, uint64_t *hits, uint64_t *inserted);
+typedef rp_sigcache rp_noise_vcache;
+#define rp_noise_vcache_new   rp_sigcache_new
+#define rp_noise_vcache_free  rp_sigcache_free
+#define rp_noise_vcache_stats rp_sigcache_stats
+#define rp_noise_vcache_has   rp_sigcache_has
+#define rp_noise_vcache_put   rp_sigcache_put
 
 typedef struct rp_noise_config {
     /*
@@ -288,8 +278,13 @@ typedef struct rp_noise_config {
      * derives our peer ID from the key inside it.
      */
     const rp_noise_static *static_key;
-    /* Not NULL: the verified-signature cache to consult and fill (borrowed; outlives s). */
-    rp_noise_vcache *verified;
+    /*
+     * Not NULL: the verified-signature cache (crypto/sigcache.h) to consult and
+     * fill with the remote's identity signature over its static key, so a peer
+     * that keeps one static key costs one verification, not one per handshake
+     * (borrowed; outlives s).
+     */
+    rp_sigcache *verified;
     bool initiator;
     /* The peer the dialer means to reach (copied); NULL accepts any peer. */
     const ringp2p_peer_id *expected_peer;

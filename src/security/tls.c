@@ -19,6 +19,7 @@
 #include <openssl/hkdf.h>
 #include <openssl/mem.h>
 #include <openssl/pool.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 
 #include "base/error.h"
@@ -59,9 +60,14 @@ typedef struct tls_dir {
     uint64_t seq;
 } tls_dir;
 
+/* One node's certificate and the libssl contexts that present it (tls.h). */
+struct rp_tls_cred {
+    SSL_CTX *client, *server;
+    CRYPTO_BUFFER *cert;
+};
+
 struct rp_tls {
-    SSL_CTX *ctx; /* the handshake's; both freed once it is done */
-    SSL *ssl;
+    SSL *ssl; /* the handshake's (with a reference to its SSL_CTX); freed once it is done */
     BIO_METHOD *bio_method;
     const char *const *muxers;
     size_t n_muxers;
@@ -76,8 +82,10 @@ struct rp_tls {
     ringp2p_errinfo err_info;
     int cb_err; /* failure found inside a libssl callback, with cb_info */
     ringp2p_errinfo cb_info;
+    rp_sigcache *verified; /* the config's, borrowed */
     ringp2p_pubkey *remote_key;
     ringp2p_peer_id remote_id;
+    uint8_t remote_cert_sha256[SHA256_DIGEST_LENGTH];
     const char *muxer;
     /* The BIO's view of the caller's input during a libssl call. */
     const uint8_t *in, *in_end;
@@ -176,12 +184,15 @@ static enum ssl_verify_result_t verify_cb(SSL *ssl, uint8_t *out_alert)
     }
     const CRYPTO_BUFFER *leaf = sk_CRYPTO_BUFFER_value(chain, 0);
     ringp2p_pubkey *key = NULL;
-    int rc = rp_tls_cert_verify(CRYPTO_BUFFER_data(leaf), CRYPTO_BUFFER_len(leaf), s->unix_now,
-                                &key, &s->cb_info);
+    SHA256(CRYPTO_BUFFER_data(leaf), CRYPTO_BUFFER_len(leaf), s->remote_cert_sha256);
+    bool known = s->verified != NULL && rp_sigcache_has(s->verified, s->remote_cert_sha256);
+    int rc = rp_tls_cert_verify_known(CRYPTO_BUFFER_data(leaf), CRYPTO_BUFFER_len(leaf),
+                                      s->unix_now, known, &key, &s->cb_info);
     if (rc < 0) {
         s->cb_err = rc;
         return ssl_verify_invalid;
     }
+    if (!known && s->verified != NULL) rp_sigcache_put(s->verified, s->remote_cert_sha256);
     ringp2p_peer_id id;
     ringp2p_peer_id_from_pubkey(key, &id);
     if (s->has_expected && !ringp2p_peer_id_equal(&id, &s->expected)) {
@@ -208,7 +219,8 @@ static bool name_eq(CBS name, const char *str)
 static int alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in,
                           unsigned in_len, void *arg)
 {
-    rp_tls *s = arg;
+    (void)arg;
+    rp_tls *s = SSL_get_app_data(ssl);
     bool libp2p = false;
     CBS list, name;
     CBS_init(&list, in, in_len);
@@ -387,44 +399,104 @@ static int set_client_alpn(rp_tls *s)
     return rp_wbuf_ok(&w) && SSL_set_alpn_protos(s->ssl, wire, w.len) == 0;
 }
 
-/* Puts the certificate chain and key on the context. */
-static int set_cert(rp_tls *s, const rp_tls_config *cfg, ringp2p_errinfo *ei)
+/*
+ * A context for one role presenting chain[0..n) with key: TLS 1.3 only, no
+ * tickets or session cache, our verify, ALPN and key-log callbacks (which find
+ * their session through SSL_get_app_data). Never changed once made, so the
+ * sessions of every thread may share it (libssl allows that). NULL on failure.
+ */
+static SSL_CTX *ctx_new(bool server, CRYPTO_BUFFER *const *chain, size_t n, EVP_PKEY *key)
 {
-    CRYPTO_BUFFER *bufs[4] = { NULL };
-    size_t n = 0;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_with_buffers_method());
+    if (ctx == NULL) return NULL;
+    /* tls.md "Handshake Protocol": TLS 1.3 and nothing lower. */
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
+        !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
+        !SSL_CTX_set_chain_and_key(ctx, chain, n, key, NULL)) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    /* One handshake per session: no tickets, no cache (as go-libp2p). */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    /* Servers MUST require client authentication (tls.md "Handshake Protocol"). */
+    SSL_CTX_set_custom_verify(
+        ctx, server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
+        verify_cb);
+    if (server) SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
+    SSL_CTX_set_keylog_callback(ctx, keylog_cb);
+    return ctx;
+}
+
+int rp_tls_cred_new(const ringp2p_privkey *identity, int64_t unix_now, rp_tls_cred **out,
+                    ringp2p_errinfo *ei)
+{
+    if (identity == NULL)
+        return rp_err(ei, RINGP2P_EINVAL, "TLS certificate needs an identity key");
+    rp_tls_cred *c = calloc(1, sizeof *c);
+    if (c == NULL) return rp_err(ei, RINGP2P_ENOMEM, "out of memory for a TLS certificate");
     uint8_t *der = NULL;
     size_t der_len = 0;
     EVP_PKEY *key = NULL;
-    int rc = RINGP2P_ENOMEM;
-
-    if (cfg->test_chain_len > 0) {
-        if (cfg->test_chain_len > sizeof bufs / sizeof bufs[0])
-            return rp_err(ei, RINGP2P_EINVAL, "test chain too long");
-        key = cfg->test_key;
-        EVP_PKEY_up_ref(key);
-        for (; n < cfg->test_chain_len; n++) {
-            bufs[n] = CRYPTO_BUFFER_new(cfg->test_chain[n].base, cfg->test_chain[n].len, NULL);
-            if (bufs[n] == NULL) goto out;
-        }
-    } else {
-        rp_tls_cert_params p = rp_tls_cert_params_default(cfg->unix_now);
-        rc = rp_tls_cert_make(cfg->identity, &p, &der, &der_len, &key, ei);
-        if (rc < 0) goto out;
-        rc = RINGP2P_ENOMEM;
-        bufs[n] = CRYPTO_BUFFER_new(der, der_len, NULL);
-        if (bufs[n] == NULL) goto out;
-        n++;
+    rp_tls_cert_params p = rp_tls_cert_params_default(unix_now);
+    int rc = rp_tls_cert_make(identity, &p, &der, &der_len, &key, ei);
+    if (rc < 0) goto fail;
+    rc = RINGP2P_ENOMEM;
+    c->cert = CRYPTO_BUFFER_new(der, der_len, NULL);
+    if (c->cert == NULL) {
+        rp_err(ei, rc, "out of memory for the TLS certificate");
+        goto fail;
     }
-    if (!SSL_CTX_set_chain_and_key(s->ctx, bufs, n, key, NULL)) {
-        rc = rp_err(ei, RINGP2P_ECRYPTO, "libssl refused the certificate and key");
-        goto out;
+    rc = RINGP2P_ECRYPTO;
+    c->client = ctx_new(false, &c->cert, 1, key);
+    c->server = ctx_new(true, &c->cert, 1, key);
+    if (c->client == NULL || c->server == NULL) {
+        rp_err(ei, rc, "libssl refused the TLS configuration");
+        goto fail;
     }
     rc = 0;
-out:
-    if (rc == RINGP2P_ENOMEM) rp_err(ei, rc, "out of memory setting up the certificate");
-    for (size_t i = 0; i < n; i++) CRYPTO_BUFFER_free(bufs[i]);
+    *out = c;
+    c = NULL;
+fail:
+    ERR_clear_error();
     OPENSSL_free(der);
     EVP_PKEY_free(key);
+    rp_tls_cred_free(c);
+    return rc;
+}
+
+void rp_tls_cred_free(rp_tls_cred *c)
+{
+    if (c == NULL) return;
+    SSL_CTX_free(c->client);
+    SSL_CTX_free(c->server);
+    CRYPTO_BUFFER_free(c->cert);
+    free(c);
+}
+
+rp_iov rp_tls_cred_cert(const rp_tls_cred *c)
+{
+    return rp_iov_make(CRYPTO_BUFFER_data(c->cert), CRYPTO_BUFFER_len(c->cert));
+}
+
+/* Tests: a context for one session presenting the config's test chain. */
+static int test_ctx(const rp_tls_config *cfg, SSL_CTX **out, ringp2p_errinfo *ei)
+{
+    CRYPTO_BUFFER *bufs[4] = { NULL };
+    size_t n = 0;
+    if (cfg->test_chain_len > sizeof bufs / sizeof bufs[0])
+        return rp_err(ei, RINGP2P_EINVAL, "test chain too long");
+    int rc = 0;
+    for (; n < cfg->test_chain_len; n++) {
+        bufs[n] = CRYPTO_BUFFER_new(cfg->test_chain[n].base, cfg->test_chain[n].len, NULL);
+        if (bufs[n] == NULL) {
+            rc = rp_err(ei, RINGP2P_ENOMEM, "out of memory setting up the certificate");
+            break;
+        }
+    }
+    if (rc == 0 && (*out = ctx_new(!cfg->initiator, bufs, n, cfg->test_key)) == NULL)
+        rc = rp_err(ei, RINGP2P_ECRYPTO, "libssl refused the certificate and key");
+    for (size_t i = 0; i < n; i++) CRYPTO_BUFFER_free(bufs[i]);
     return rc;
 }
 
@@ -438,30 +510,31 @@ int rp_tls_new(const rp_tls_config *cfg, rp_tls **out, ringp2p_errinfo *ei)
     s->initiator = cfg->initiator;
     s->no_libp2p_alpn = cfg->test_no_libp2p_alpn;
     s->unix_now = cfg->unix_now;
+    s->verified = cfg->verified;
     if (cfg->expected_peer != NULL) {
         s->has_expected = true;
         s->expected = *cfg->expected_peer;
     }
-    int rc = RINGP2P_ECRYPTO;
-    s->ctx = SSL_CTX_new(TLS_with_buffers_method());
-    if (s->ctx == NULL) goto fail;
-    /* tls.md "Handshake Protocol": TLS 1.3 and nothing lower. */
-    if (!SSL_CTX_set_min_proto_version(s->ctx, TLS1_3_VERSION) ||
-        !SSL_CTX_set_max_proto_version(s->ctx, TLS1_3_VERSION))
-        goto fail;
-    /* One handshake per session: no tickets, no cache (as go-libp2p). */
-    SSL_CTX_set_options(s->ctx, SSL_OP_NO_TICKET);
-    SSL_CTX_set_session_cache_mode(s->ctx, SSL_SESS_CACHE_OFF);
-    /* Servers MUST require client authentication (tls.md "Handshake Protocol"). */
-    SSL_CTX_set_custom_verify(
-        s->ctx, s->initiator ? SSL_VERIFY_PEER : SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-        verify_cb);
-    if (!s->initiator) SSL_CTX_set_alpn_select_cb(s->ctx, alpn_select_cb, s);
-    rc = set_cert(s, cfg, ei);
+    /* The context: the node's, else one of this session's own (then freed once ssl has it). */
+    SSL_CTX *own_ctx = NULL, *ctx;
+    rp_tls_cred *own_cred = NULL;
+    int rc = 0;
+    if (cfg->test_chain_len > 0) {
+        rc = test_ctx(cfg, &own_ctx, ei);
+        ctx = own_ctx;
+    } else {
+        const rp_tls_cred *cred = cfg->cred;
+        if (cred == NULL) {
+            rc = rp_tls_cred_new(cfg->identity, cfg->unix_now, &own_cred, ei);
+            cred = own_cred;
+        }
+        ctx = rc < 0 ? NULL : cfg->initiator ? cred->client : cred->server;
+    }
     if (rc < 0) goto fail_noinfo;
-    SSL_CTX_set_keylog_callback(s->ctx, keylog_cb);
     rc = RINGP2P_ENOMEM;
-    s->ssl = SSL_new(s->ctx);
+    s->ssl = SSL_new(ctx);
+    SSL_CTX_free(own_ctx);
+    rp_tls_cred_free(own_cred);
     /* one BIO both ways: reads the caller's input, writes to the caller's buffer */
     s->bio_method = BIO_meth_new(0, "rp_tls");
     if (s->ssl == NULL || s->bio_method == NULL || !BIO_meth_set_write(s->bio_method, bio_write) ||
@@ -497,7 +570,6 @@ void rp_tls_free(rp_tls *s)
 {
     if (s == NULL) return;
     SSL_free(s->ssl); /* and its BIO, before the BIO's method */
-    SSL_CTX_free(s->ctx);
     BIO_meth_free(s->bio_method);
     ringp2p_pubkey_free(s->remote_key);
     EVP_AEAD_CTX_cleanup(&s->tx.aead);
@@ -612,8 +684,6 @@ static int start_records(rp_tls *s, ringp2p_errinfo *ei)
     s->rx.seq = SSL_get_read_sequence(s->ssl);
     SSL_free(s->ssl);
     s->ssl = NULL;
-    SSL_CTX_free(s->ctx);
-    s->ctx = NULL;
     BIO_meth_free(s->bio_method);
     s->bio_method = NULL;
     return 0;
@@ -689,6 +759,11 @@ const ringp2p_peer_id *rp_tls_remote_peer(const rp_tls *s)
 const ringp2p_pubkey *rp_tls_remote_key(const rp_tls *s)
 {
     return s->done ? s->remote_key : NULL;
+}
+
+const uint8_t *rp_tls_remote_cert_sha256(const rp_tls *s)
+{
+    return s->done ? s->remote_cert_sha256 : NULL;
 }
 
 const char *rp_tls_muxer(const rp_tls *s)

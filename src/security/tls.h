@@ -25,10 +25,17 @@
  * rp_tls_seal writes it ahead of new records. The host drains it after
  * handshake steps and after rp_tls_open.
  *
- * Certificates: a fresh P-256 key and a self-signed certificate per session
- * (tls_cert.h). Verification is a custom callback (no CA machinery) that
- * applies tls_cert.h's rules, then checks the peer ID against the expected one
- * when the dialer gave one. Only TLS 1.3, no session tickets or resumption, no
+ * Certificates: a P-256 key and self-signed certificate (tls_cert.h), made
+ * once per node (rp_tls_cred, shared by all its sessions: tls.md "Peer
+ * Authentication": endpoints "MAY reuse the same key and certificate for
+ * multiple connections"), else per session. Verification is a custom callback
+ * (no CA machinery) that applies tls_cert.h's rules, then checks the peer ID
+ * against the expected one when the dialer gave one. With a cache
+ * (config.verified), a peer certificate whose exact DER (SHA-256) passed
+ * before skips its two signature checks, which are a pure function of those
+ * bytes; its validity period and structure are checked every time. Peers that
+ * reuse one certificate (ringp2p, go-libp2p) so cost one verification, not
+ * one per connection. Only TLS 1.3, no session tickets or resumption, no
  * SNI (tls.md "Future Extensibility"), the server requires a client
  * certificate. The cipher suite is libssl's choice: AES-GCM where the CPU has
  * AES instructions (TLS_AES_128_GCM_SHA256 between two ringp2p nodes), else
@@ -48,9 +55,11 @@
  * failed handshake usually leaves an alert queued (rp_tls_pending_output); the
  * host may send it before closing.
  *
- * Cost per session: one SSL_CTX during the handshake (the ALPN server
- * callback is per context), one P-256 key generation, one identity signature
- * and one ECDSA certificate signature; afterwards two AEAD contexts.
+ * Cost per session with a node credential: one SSL (the node's SSL_CTX per
+ * role is shared; the callbacks find the session through SSL_get_app_data),
+ * and no key generation or certificate signature; afterwards two AEAD
+ * contexts. Without one, each session makes a key, an identity signature, an
+ * ECDSA certificate signature and two SSL_CTXs.
  */
 #ifndef RP_SECURITY_TLS_H
 #define RP_SECURITY_TLS_H
@@ -64,6 +73,7 @@
 
 #include "base/bytes.h"
 #include "ringp2p/key.h"
+#include "crypto/sigcache.h"
 #include "security/tls_cert.h"
 
 /* tls.md "Handshake Protocol". */
@@ -92,9 +102,42 @@
 
 typedef struct rp_tls rp_tls;
 
+/*
+ * A node's TLS credential: a P-256 key, its self-signed certificate (valid
+ * from an hour before it was made to ~100 years after) and the libssl
+ * context of each role presenting it. Read-only once made: sessions on any
+ * thread may use one at the same time.
+ */
+typedef struct rp_tls_cred rp_tls_cred;
+
+/*
+ * Makes the key and certificate of `identity` (read, not retained) at
+ * `unix_now`. On success *out is the caller's (rp_tls_cred_free). Errors:
+ * RINGP2P_EINVAL (no identity), RINGP2P_ENOMEM, RINGP2P_ECRYPTO and
+ * rp_tls_cert_make's.
+ */
+int rp_tls_cred_new(const ringp2p_privkey *identity, int64_t unix_now, rp_tls_cred **out,
+                    ringp2p_errinfo *ei);
+
+/* Frees (NULL is fine); sessions made with it may outlive it (they hold libssl references). */
+void rp_tls_cred_free(rp_tls_cred *c);
+
+/* The certificate's DER (owned by c). */
+rp_iov rp_tls_cred_cert(const rp_tls_cred *c);
+
 typedef struct rp_tls_config {
-    /* Signs the certificate key in rp_tls_new; not retained. Required. */
+    /*
+     * Signs the certificate key in rp_tls_new when there is no cred; not
+     * retained. Required.
+     */
     const ringp2p_privkey *identity;
+    /*
+     * Not NULL: the node's credential, made from the same identity (read in
+     * rp_tls_new only). NULL: a key and certificate for this session alone.
+     */
+    const rp_tls_cred *cred;
+    /* Not NULL: the verified-certificate cache to consult and fill (borrowed; outlives s). */
+    rp_sigcache *verified;
     /* true: TLS client (the dialer). */
     bool initiator;
     /* The peer the dialer means to reach (copied); NULL accepts any peer. */
@@ -107,7 +150,10 @@ typedef struct rp_tls_config {
      */
     const char *const *muxers;
     size_t n_muxers;
-    /* Unix seconds: the certificate is valid from an hour before to ~100 years after. */
+    /*
+     * Unix seconds: the certificate made without cred is valid from an hour
+     * before to ~100 years after; the peer's is checked at rp_tls_handshake's.
+     */
     int64_t unix_now;
     /*
      * Tests only: send this chain (DER, copied) with this key (a reference is
@@ -170,6 +216,9 @@ size_t rp_tls_take_output(rp_tls *s, uint8_t *dst, size_t cap);
 /* After the handshake: the remote's peer ID and key (owned by s), else NULL. */
 const ringp2p_peer_id *rp_tls_remote_peer(const rp_tls *s);
 const ringp2p_pubkey *rp_tls_remote_key(const rp_tls *s);
+
+/* After the handshake: SHA-256 of the peer's certificate DER (32 bytes, owned by s), else NULL. */
+const uint8_t *rp_tls_remote_cert_sha256(const rp_tls *s);
 
 /*
  * After the handshake: the muxer chosen by ALPN (one of the config's

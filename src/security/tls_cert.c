@@ -2,6 +2,7 @@
 #include "security/tls_cert.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,8 +320,8 @@ static int is_libp2p_ext(const ASN1_OBJECT *obj)
 }
 
 /* Checks the signed key in `val` against the certificate's SPKI; *identity on success. */
-static int check_signed_key(X509 *x, const uint8_t *val, size_t val_len, ringp2p_pubkey **identity,
-                            ringp2p_errinfo *ei)
+static int check_signed_key(X509 *x, const uint8_t *val, size_t val_len, bool sig_known,
+                            ringp2p_pubkey **identity, ringp2p_errinfo *ei)
 {
     rp_tls_signed_key sk;
     const uint8_t *p = val, *end = val + val_len;
@@ -331,6 +332,10 @@ static int check_signed_key(X509 *x, const uint8_t *val, size_t val_len, ringp2p
     ringp2p_pubkey *key = NULL;
     int rc = ringp2p_pubkey_from_protobuf(sk.public_key.base, sk.public_key.len, &key, ei);
     if (rc < 0) return rc;
+    if (sig_known) {
+        *identity = key;
+        return 0;
+    }
 
     /* The SPKI as the certificate carries it (re-encoded from its parse, which is DER). */
     int spki_len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), NULL);
@@ -359,6 +364,12 @@ static int check_signed_key(X509 *x, const uint8_t *val, size_t val_len, ringp2p
 
 int rp_tls_cert_verify(const uint8_t *der, size_t len, int64_t unix_now, ringp2p_pubkey **identity,
                        ringp2p_errinfo *ei)
+{
+    return rp_tls_cert_verify_known(der, len, unix_now, false, identity, ei);
+}
+
+int rp_tls_cert_verify_known(const uint8_t *der, size_t len, int64_t unix_now, bool sigs_known,
+                             ringp2p_pubkey **identity, ringp2p_errinfo *ei)
 {
     if (len > RP_TLS_CERT_MAX)
         return rp_err(ei, RINGP2P_ELIMIT, "certificate is %zu bytes, limit %d", len,
@@ -417,7 +428,7 @@ int rp_tls_cert_verify(const uint8_t *der, size_t len, int64_t unix_now, ringp2p
         rc = rp_err(ei, RINGP2P_ECERT, "certificate key is malformed or of an unsupported type");
         goto out;
     }
-    if (X509_verify(x, pk) != 1) {
+    if (!sigs_known && X509_verify(x, pk) != 1) {
         rc = rp_err(ei, RINGP2P_ESIGNATURE, "certificate self-signature does not verify");
         goto out;
     }
@@ -445,8 +456,8 @@ int rp_tls_cert_verify(const uint8_t *der, size_t len, int64_t unix_now, ringp2p
         goto out;
     }
     const ASN1_OCTET_STRING *val = X509_EXTENSION_get_data(found);
-    rc = check_signed_key(x, ASN1_STRING_get0_data(val), (size_t)ASN1_STRING_length(val), identity,
-                          ei);
+    rc = check_signed_key(x, ASN1_STRING_get0_data(val), (size_t)ASN1_STRING_length(val),
+                          sigs_known, identity, ei);
 out:
     EVP_PKEY_free(pk);
     X509_free(x);

@@ -22,6 +22,7 @@
 #ifndef RP_SECURITY_TLS_CERT_H
 #define RP_SECURITY_TLS_CERT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -127,5 +128,16 @@ int rp_tls_cert_make(const ringp2p_privkey *identity, const rp_tls_cert_params *
  */
 int rp_tls_cert_verify(const uint8_t *der, size_t len, int64_t unix_now, ringp2p_pubkey **identity,
                        ringp2p_errinfo *ei);
+
+/*
+ * rp_tls_cert_verify, except that with sigs_known the two signatures (the
+ * self-signature and the identity key's over the certificate key) are taken as
+ * valid: the caller has seen these exact bytes pass rp_tls_cert_verify before
+ * (tls.h "Certificates": a cache keyed by their SHA-256). Both signatures are a
+ * pure function of the DER; everything else, the validity period at
+ * `unix_now` included, is checked as always.
+ */
+int rp_tls_cert_verify_known(const uint8_t *der, size_t len, int64_t unix_now, bool sigs_known,
+                             ringp2p_pubkey **identity, ringp2p_errinfo *ei);
 
 #endif

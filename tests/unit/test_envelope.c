@@ -237,6 +237,90 @@ Test(envelope, tampered_envelopes_are_refused)
     }
 }
 
+static void cache_counts(rp_sigcache *c, uint64_t *hits, uint64_t *inserted)
+{
+    rp_sigcache_stats(c, hits, inserted);
+}
+
+/*
+ * Through the verified-signature cache: a second open of the same envelope is
+ * a hit and gives the same results; a flip of any byte of its key, type,
+ * payload or signature, or another domain, is verified for real and refused.
+ */
+Test(envelope, cached_open_spares_only_the_same_envelope)
+{
+    for (size_t i = 0; i < sizeof(key_cases) / sizeof(key_cases[0]); i++) {
+        const struct key_case *kc = &key_cases[i];
+        ringp2p_privkey *key = load_key(kc->priv);
+        uint8_t env[BUF_MAX];
+        ringp2p_errinfo ei = { 0 };
+        ssize_t n =
+            rp_envelope_seal(key, TEST_DOMAIN, (const uint8_t *)TEST_TYPE, strlen(TEST_TYPE),
+                             (const uint8_t *)TEST_MSG, strlen(TEST_MSG), env, sizeof(env), &ei);
+        cr_assert_gt(n, 0);
+        rp_sigcache *c = rp_sigcache_new();
+        uint64_t hits, ins;
+        for (int round = 0; round < 2; round++) {
+            const uint8_t *p = env;
+            rp_envelope e;
+            ringp2p_pubkey *pk = NULL;
+            cr_assert_eq(rp_envelope_open_cached(&p, env + n, TEST_DOMAIN,
+                                                 (const uint8_t *)TEST_TYPE, strlen(TEST_TYPE), c,
+                                                 &e, &pk, &ei),
+                         0, "%s: %s", kc->name, ei.msg);
+            cr_assert_eq(p, env + n);
+            cr_assert(ringp2p_pubkey_equal(pk, ringp2p_privkey_public(key)), "%s", kc->name);
+            cr_assert(iov_is(e.payload, TEST_MSG, strlen(TEST_MSG)), "%s", kc->name);
+            ringp2p_pubkey_free(pk);
+            cache_counts(c, &hits, &ins);
+            cr_assert_eq(hits, (uint64_t)round, "%s round %d", kc->name, round);
+            cr_assert_eq(ins, 1, "%s round %d", kc->name, round);
+        }
+
+        const uint8_t *p = env;
+        rp_envelope e;
+        cr_assert_eq(rp_envelope_decode(&p, env + n, &e, &ei), 0);
+        const rp_iov *parts[] = { &e.public_key, &e.payload_type, &e.payload, &e.signature };
+        const char *names[] = { "key", "type", "payload", "signature" };
+        for (size_t k = 0; k < 4; k++)
+            for (size_t b = 0; b < parts[k]->len; b++) {
+                size_t at = (size_t)((const uint8_t *)parts[k]->base - env) + b;
+                uint8_t bad[BUF_MAX];
+                memcpy(bad, env, (size_t)n);
+                bad[at] ^= 0x01;
+                p = bad;
+                rp_envelope out;
+                int r =
+                    rp_envelope_open_cached(&p, bad + n, TEST_DOMAIN, NULL, 0, c, &out, NULL, &ei);
+                /* A flipped key byte may also make the key or its protobuf invalid. */
+                if (k == 0)
+                    cr_assert_lt(r, 0, "%s %s byte %zu", kc->name, names[k], b);
+                else
+                    cr_assert_eq(r, RINGP2P_ESIGNATURE, "%s %s byte %zu: %d", kc->name, names[k], b,
+                                 r);
+                uint64_t h2, i2;
+                cache_counts(c, &h2, &i2);
+                cr_assert_eq(h2, hits, "%s %s byte %zu: a hit", kc->name, names[k], b);
+                cr_assert_eq(i2, ins, "%s %s byte %zu: stored", kc->name, names[k], b);
+            }
+        p = env;
+        cr_assert_eq(
+            rp_envelope_open_cached(&p, env + n, "ringp2p-testinG", NULL, 0, c, &e, NULL, &ei),
+            RINGP2P_ESIGNATURE, "%s", kc->name);
+        uint64_t h2, i2;
+        cache_counts(c, &h2, &i2);
+        cr_assert_eq(h2, hits, "%s: another domain hit", kc->name);
+        /* And the good one still hits. */
+        p = env;
+        cr_assert_eq(rp_envelope_open_cached(&p, env + n, TEST_DOMAIN, NULL, 0, c, &e, NULL, &ei),
+                     0);
+        cache_counts(c, &h2, &i2);
+        cr_assert_eq(h2, hits + 1, "%s", kc->name);
+        rp_sigcache_free(c);
+        ringp2p_privkey_free(key);
+    }
+}
+
 Test(envelope, key_of_another_signer_is_refused)
 {
     ringp2p_privkey *a = load_key(JS_ED_VERIFY_PRIVATEKEY), *b = load_key(GO_2_PRIV);
@@ -431,7 +515,7 @@ Test(peer_record, go_vector_opens_and_reseals_identically)
     rp_peer_record rec;
     rp_envelope e;
     ringp2p_errinfo ei = { 0 };
-    cr_assert_eq(rp_peer_record_open(&p, env.b + env.n, &rec, &e, &ei), 0, "%s", ei.msg);
+    cr_assert_eq(rp_peer_record_open(&p, env.b + env.n, NULL, &rec, &e, &ei), 0, "%s", ei.msg);
     cr_assert_eq(p, env.b + env.n);
     cr_assert_eq(rec.seq, GO_RECORD_SEQ);
     cr_assert_eq(rec.n_addrs, 10);
@@ -473,8 +557,8 @@ Test(peer_record, js_vectors_for_every_key_type)
         const uint8_t *p = env.b;
         rp_peer_record rec;
         ringp2p_errinfo ei = { 0 };
-        cr_assert_eq(rp_peer_record_open(&p, env.b + env.n, &rec, NULL, &ei), 0, "%s: %s", kc->name,
-                     ei.msg);
+        cr_assert_eq(rp_peer_record_open(&p, env.b + env.n, NULL, &rec, NULL, &ei), 0, "%s: %s",
+                     kc->name, ei.msg);
         ringp2p_privkey *key = load_key(kc->priv);
         cr_assert(ringp2p_peer_id_matches(&rec.peer_id, ringp2p_privkey_public(key)), "%s",
                   kc->name);
@@ -492,7 +576,7 @@ Test(peer_record, js_vectors_for_every_key_type)
         }
         /* Ours opens too (ECDSA: a different but valid signature). */
         p = mine;
-        cr_assert_eq(rp_peer_record_open(&p, mine + n, &rec, NULL, &ei), 0, "%s", kc->name);
+        cr_assert_eq(rp_peer_record_open(&p, mine + n, NULL, &rec, NULL, &ei), 0, "%s", kc->name);
         cr_assert_eq(rec.seq, JS_ENV_SEQ);
         ringp2p_privkey_free(key);
     }
@@ -615,7 +699,7 @@ Test(peer_record, record_of_another_peer_is_refused)
     const uint8_t *p = env;
     rp_peer_record rec;
     ringp2p_errinfo ei = { 0 };
-    cr_assert_eq(rp_peer_record_open(&p, env + n, &rec, NULL, &ei), RINGP2P_EPEERMISMATCH);
+    cr_assert_eq(rp_peer_record_open(&p, env + n, NULL, &rec, NULL, &ei), RINGP2P_EPEERMISMATCH);
     cr_assert_not_null(strstr(ei.msg, "signed by"), "%s", ei.msg);
     cr_assert_eq(p, env);
 
@@ -623,13 +707,13 @@ Test(peer_record, record_of_another_peer_is_refused)
     n = rp_envelope_seal(b, RP_PEER_RECORD_DOMAIN, (const uint8_t *)"\x81\x06", 2, payload,
                          (size_t)pn, env, sizeof(env), NULL);
     p = env;
-    cr_assert_eq(rp_peer_record_open(&p, env + n, &rec, NULL, &ei), RINGP2P_EPROTOCOL);
+    cr_assert_eq(rp_peer_record_open(&p, env + n, NULL, &rec, NULL, &ei), RINGP2P_EPROTOCOL);
     /* The right type but signed for another domain. */
     n = rp_envelope_seal(b, "libp2p-routing-state", (const uint8_t *)RP_PEER_RECORD_PAYLOAD_TYPE,
                          RP_PEER_RECORD_PAYLOAD_TYPE_LEN, payload, (size_t)pn, env, sizeof(env),
                          NULL);
     p = env;
-    cr_assert_eq(rp_peer_record_open(&p, env + n, &rec, NULL, &ei), RINGP2P_ESIGNATURE);
+    cr_assert_eq(rp_peer_record_open(&p, env + n, NULL, &rec, NULL, &ei), RINGP2P_ESIGNATURE);
     ringp2p_privkey_free(a);
     ringp2p_privkey_free(b);
 }

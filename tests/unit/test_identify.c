@@ -195,7 +195,7 @@ Test(identify, js_message_decodes_and_verifies)
     cr_assert(ringp2p_peer_id_equal(&remote, &kid));
 
     rp_identify_verified v;
-    cr_assert_eq(rp_identify_verify(m, &remote, &v, &ei), 0, "%s", ei.msg);
+    cr_assert_eq(rp_identify_verify(m, &remote, NULL, &v, &ei), 0, "%s", ei.msg);
     cr_assert_not_null(v.key);
     cr_assert(ringp2p_pubkey_equal(v.key, ringp2p_privkey_public(key)));
     cr_assert(v.has_record);
@@ -207,7 +207,7 @@ Test(identify, js_message_decodes_and_verifies)
     /* Identified by another peer's connection: refused. */
     ringp2p_privkey *other = load_key(JS_ED_VERIFY_PRIVATEKEY);
     ringp2p_peer_id oid = peer_of(other);
-    cr_assert_eq(rp_identify_verify(m, &oid, &v, &ei), RINGP2P_EPEERMISMATCH);
+    cr_assert_eq(rp_identify_verify(m, &oid, NULL, &v, &ei), RINGP2P_EPEERMISMATCH);
     cr_assert_not_null(strstr(ei.msg, JS_PEER), "%s", ei.msg);
 
     /* Byte by byte, the same message; protobuf-c reads the body alike. */
@@ -266,7 +266,7 @@ Test(identify, write_read_round_trip)
         cr_assert(iov_is(m->signed_peer_record, nd.record, nd.info.signed_peer_record_len));
         ringp2p_peer_id id = peer_of(nd.key);
         rp_identify_verified v;
-        cr_assert_eq(rp_identify_verify(m, &id, &v, &ei), 0, "%s", ei.msg);
+        cr_assert_eq(rp_identify_verify(m, &id, NULL, &v, &ei), 0, "%s", ei.msg);
         cr_assert(v.has_record);
         cr_assert_eq(v.record.seq, 77);
         rp_identify_verified_clear(&v);
@@ -610,26 +610,26 @@ Test(identify, verify_refuses_foreign_keys_and_records)
     rp_identify_msg_init(m);
     m->public_key = rp_iov_make(me.key_pb, me.info.public_key_len);
     m->signed_peer_record = rp_iov_make(other.record, other.info.signed_peer_record_len);
-    cr_assert_eq(rp_identify_verify(m, &id, &v, &ei), RINGP2P_EPEERMISMATCH);
+    cr_assert_eq(rp_identify_verify(m, &id, NULL, &v, &ei), RINGP2P_EPEERMISMATCH);
     cr_assert_not_null(strstr(ei.msg, "record"), "%s", ei.msg);
     /* Another key. */
     m->public_key = rp_iov_make(other.key_pb, other.info.public_key_len);
     m->signed_peer_record = rp_iov_make(NULL, 0);
-    cr_assert_eq(rp_identify_verify(m, &id, &v, &ei), RINGP2P_EPEERMISMATCH);
+    cr_assert_eq(rp_identify_verify(m, &id, NULL, &v, &ei), RINGP2P_EPEERMISMATCH);
     /* Not a key at all. */
     m->public_key = rp_iov_make("\x08\x09\x12\x00", 4);
-    cr_assert_lt(rp_identify_verify(m, &id, &v, &ei), 0);
+    cr_assert_lt(rp_identify_verify(m, &id, NULL, &v, &ei), 0);
     /* Our record, tampered. */
     uint8_t rec[RP_ENVELOPE_MAX];
     memcpy(rec, me.record, me.info.signed_peer_record_len);
     rec[me.info.signed_peer_record_len - 1] ^= 0x80;
     m->public_key = rp_iov_make(NULL, 0);
     m->signed_peer_record = rp_iov_make(rec, me.info.signed_peer_record_len);
-    cr_assert_eq(rp_identify_verify(m, &id, &v, &ei), RINGP2P_ESIGNATURE);
+    cr_assert_eq(rp_identify_verify(m, &id, NULL, &v, &ei), RINGP2P_ESIGNATURE);
     /* Empty key and record are read as none (go-libp2p). */
     m->public_key = rp_iov_make("", 0);
     m->signed_peer_record = rp_iov_make("", 0);
-    cr_assert_eq(rp_identify_verify(m, &id, &v, &ei), 0);
+    cr_assert_eq(rp_identify_verify(m, &id, NULL, &v, &ei), 0);
     cr_assert_null(v.key);
     cr_assert(!v.has_record);
     free(m);
@@ -653,6 +653,80 @@ static size_t peer_addrs(const rp_identify_peer *p, const rp_iov **l, bool *cert
     return rp_identify_peer_addrs(p, l, cert);
 }
 
+static void cache_is(rp_sigcache *c, uint64_t hits, uint64_t inserted, const char *what)
+{
+    uint64_t h, i;
+    rp_sigcache_stats(c, &h, &i);
+    cr_assert_eq(h, hits, "%s: %llu hits", what, (unsigned long long)h);
+    cr_assert_eq(i, inserted, "%s: %llu inserted", what, (unsigned long long)i);
+}
+
+/*
+ * With the node's cache, the same signed record on a second connection is not
+ * verified again and still applies in full; a tampered or resealed record is
+ * verified for real, and a cached record of another peer is still refused.
+ */
+Test(identify, a_record_is_verified_once_per_cache)
+{
+    node nd, other;
+    node_init(&nd, JS_ED_VERIFY_PRIVATEKEY, two_listen, 2, three_protocols, 3, 100);
+    node_init(&other, GO_2_PRIV, two_listen, 1, three_protocols, 1, 10);
+    ringp2p_peer_id id = peer_of(nd.key);
+    rp_sigcache *c = rp_sigcache_new();
+    rp_identify_msg *m = malloc(sizeof(*m));
+    static uint8_t buf[BUF_MAX];
+    ringp2p_errinfo ei = { 0 };
+
+    for (int conn = 0; conn < 2; conn++) {
+        rp_identify_peer *peer;
+        cr_assert_eq(rp_identify_peer_new(&id, &peer), 0);
+        transmit(&nd, buf, sizeof(buf), m);
+        int r = rp_identify_peer_apply(peer, m, c, &ei);
+        cr_assert(r > 0 && (r & RP_IDENTIFY_CHANGED_RECORD), "conn %d: %d %s", conn, r, ei.msg);
+        cache_is(c, (uint64_t)conn, 1, "the same record");
+        uint64_t seq;
+        cr_assert(rp_identify_peer_record(peer, NULL, &seq));
+        cr_assert_eq(seq, 100);
+        const rp_iov *l;
+        bool cert;
+        cr_assert_eq(peer_addrs(peer, &l, &cert), 2);
+        cr_assert(cert);
+        rp_identify_peer_free(peer);
+    }
+
+    /* Tampered: the cached good record does not stand in for it. */
+    rp_identify_verified v;
+    uint8_t rec[RP_ENVELOPE_MAX];
+    size_t rn = nd.info.signed_peer_record_len;
+    memcpy(rec, nd.record, rn);
+    rec[rn - 1] ^= 0x80;
+    rp_identify_msg_init(m);
+    m->signed_peer_record = rp_iov_make(rec, rn);
+    cr_assert_eq(rp_identify_verify(m, &id, c, &v, &ei), RINGP2P_ESIGNATURE);
+    cache_is(c, 1, 1, "tampered");
+
+    /* Resealed with a new seq: another envelope, verified and stored. */
+    node_fini(&nd);
+    node_init(&nd, JS_ED_VERIFY_PRIVATEKEY, two_listen, 2, three_protocols, 3, 101);
+    m->signed_peer_record = rp_iov_make(nd.record, nd.info.signed_peer_record_len);
+    cr_assert_eq(rp_identify_verify(m, &id, c, &v, &ei), 0, "%s", ei.msg);
+    cr_assert_eq(v.record.seq, 101);
+    rp_identify_verified_clear(&v);
+    cache_is(c, 1, 2, "resealed");
+
+    /* Another peer's valid record: refused the first time and when its signature is cached. */
+    m->signed_peer_record = rp_iov_make(other.record, other.info.signed_peer_record_len);
+    cr_assert_eq(rp_identify_verify(m, &id, c, &v, &ei), RINGP2P_EPEERMISMATCH);
+    cache_is(c, 1, 3, "another peer's");
+    cr_assert_eq(rp_identify_verify(m, &id, c, &v, &ei), RINGP2P_EPEERMISMATCH);
+    cache_is(c, 2, 3, "another peer's, cached");
+
+    rp_sigcache_free(c);
+    free(m);
+    node_fini(&nd);
+    node_fini(&other);
+}
+
 Test(identify_push, push_replaces_only_the_fields_present)
 {
     node nd;
@@ -666,7 +740,7 @@ Test(identify_push, push_replaces_only_the_fields_present)
 
     /* The first identify: everything is new. */
     transmit(&nd, buf, sizeof(buf), m);
-    int r = rp_identify_peer_apply(peer, m, &ei);
+    int r = rp_identify_peer_apply(peer, m, NULL, &ei);
     cr_assert_eq(r,
                  RP_IDENTIFY_CHANGED_PROTOCOLS | RP_IDENTIFY_CHANGED_ADDRS |
                      RP_IDENTIFY_CHANGED_VERSIONS | RP_IDENTIFY_CHANGED_KEY |
@@ -690,14 +764,14 @@ Test(identify_push, push_replaces_only_the_fields_present)
 
     /* The same again: nothing changed. */
     transmit(&nd, buf, sizeof(buf), m);
-    cr_assert_eq(rp_identify_peer_apply(peer, m, &ei), 0);
+    cr_assert_eq(rp_identify_peer_apply(peer, m, NULL, &ei), 0);
 
     /* A push with only protocols (with a duplicate): only they change. */
     static const char *const new_protocols[] = { "/a/1", "/b/1", "/a/1" };
     rp_identify_msg_init(m);
     for (int i = 0; i < 3; i++)
         m->protocols[m->n_protocols++] = rp_iov_make(new_protocols[i], strlen(new_protocols[i]));
-    cr_assert_eq(rp_identify_peer_apply(peer, m, &ei), RP_IDENTIFY_CHANGED_PROTOCOLS);
+    cr_assert_eq(rp_identify_peer_apply(peer, m, NULL, &ei), RP_IDENTIFY_CHANGED_PROTOCOLS);
     const rp_iov *pl;
     cr_assert_eq(rp_identify_peer_protocols(peer, &pl), 2);
     cr_assert(iov_str(pl[0], "/a/1") && iov_str(pl[1], "/b/1"));
@@ -708,7 +782,7 @@ Test(identify_push, push_replaces_only_the_fields_present)
     /* A push with only an agent version. */
     rp_identify_msg_init(m);
     m->agent_version = rp_iov_make("ringp2p/9.9.9", 13);
-    cr_assert_eq(rp_identify_peer_apply(peer, m, &ei), RP_IDENTIFY_CHANGED_VERSIONS);
+    cr_assert_eq(rp_identify_peer_apply(peer, m, NULL, &ei), RP_IDENTIFY_CHANGED_VERSIONS);
     cr_assert(iov_str(rp_identify_peer_agent_version(peer), "ringp2p/9.9.9"));
     cr_assert(iov_str(rp_identify_peer_protocol_version(peer), RP_IDENTIFY_PROTOCOL_VERSION));
     cr_assert_eq(rp_identify_peer_protocols(peer, &pl), 2);
@@ -719,7 +793,7 @@ Test(identify_push, push_replaces_only_the_fields_present)
     node_init(&nd2, JS_ED_VERIFY_PRIVATEKEY, one_listen, 1, three_protocols, 3, 200);
     nd2.info.public_key = NULL; /* js pushes carry no key */
     transmit(&nd2, buf, sizeof(buf), m);
-    r = rp_identify_peer_apply(peer, m, &ei);
+    r = rp_identify_peer_apply(peer, m, NULL, &ei);
     cr_assert_eq(r,
                  RP_IDENTIFY_CHANGED_ADDRS | RP_IDENTIFY_CHANGED_RECORD |
                      RP_IDENTIFY_CHANGED_PROTOCOLS | RP_IDENTIFY_CHANGED_VERSIONS,
@@ -733,7 +807,7 @@ Test(identify_push, push_replaces_only_the_fields_present)
 
     /* A stale record (seq 100) with other listen addresses: the stored record's addresses stay. */
     transmit(&nd, buf, sizeof(buf), m);
-    r = rp_identify_peer_apply(peer, m, &ei);
+    r = rp_identify_peer_apply(peer, m, NULL, &ei);
     cr_assert_eq(r & (RP_IDENTIFY_CHANGED_RECORD | RP_IDENTIFY_CHANGED_ADDRS), 0, "%d", r);
     cr_assert_eq(peer_addrs(peer, &l, &cert), 1);
     cr_assert(iov_same(l[0], nd2.listen[0]));
@@ -744,7 +818,7 @@ Test(identify_push, push_replaces_only_the_fields_present)
     rp_identify_msg_init(m);
     m->listen_addrs[0] = nd.listen[1];
     m->n_listen_addrs = 1;
-    cr_assert_eq(rp_identify_peer_apply(peer, m, &ei), RP_IDENTIFY_CHANGED_ADDRS);
+    cr_assert_eq(rp_identify_peer_apply(peer, m, NULL, &ei), RP_IDENTIFY_CHANGED_ADDRS);
     cr_assert_eq(peer_addrs(peer, &l, &cert), 1);
     cr_assert(!cert);
     cr_assert(iov_same(l[0], nd.listen[1]));
@@ -752,13 +826,13 @@ Test(identify_push, push_replaces_only_the_fields_present)
 
     /* An empty push changes nothing. */
     rp_identify_msg_init(m);
-    cr_assert_eq(rp_identify_peer_apply(peer, m, &ei), 0);
+    cr_assert_eq(rp_identify_peer_apply(peer, m, NULL, &ei), 0);
 
     /* A push with another peer's key is refused and changes nothing. */
     node other;
     node_init(&other, GO_2_PRIV, one_listen, 1, three_protocols, 1, 0);
     transmit(&other, buf, sizeof(buf), m);
-    cr_assert_eq(rp_identify_peer_apply(peer, m, &ei), RINGP2P_EPEERMISMATCH);
+    cr_assert_eq(rp_identify_peer_apply(peer, m, NULL, &ei), RINGP2P_EPEERMISMATCH);
     cr_assert_eq(rp_identify_peer_protocols(peer, &pl), 3);
     cr_assert(iov_str(rp_identify_peer_agent_version(peer), RP_IDENTIFY_AGENT_VERSION));
     cr_assert_eq(peer_addrs(peer, &l, &cert), 1);
@@ -782,7 +856,7 @@ Test(identify_push, js_identify_applies)
     rp_identify_peer *peer;
     cr_assert_eq(rp_identify_peer_new(&remote, &peer), 0);
     ringp2p_errinfo ei = { 0 };
-    cr_assert_gt(rp_identify_peer_apply(peer, m, &ei), 0, "%s", ei.msg);
+    cr_assert_gt(rp_identify_peer_apply(peer, m, NULL, &ei), 0, "%s", ei.msg);
     cr_assert(rp_identify_peer_supports(peer, "/ipfs/id/push/1.0.0"));
     const rp_iov *l;
     bool cert;
@@ -1103,7 +1177,7 @@ Test(identify_push, two_peers_in_memory_adopt_an_observed_address)
         ringp2p_peer_id rid = peer_of(r->key);
         rp_identify_peer *peer;
         cr_assert_eq(rp_identify_peer_new(&rid, &peer), 0);
-        cr_assert_gt(rp_identify_peer_apply(peer, m, &ei), 0, "%s", ei.msg);
+        cr_assert_gt(rp_identify_peer_apply(peer, m, NULL, &ei), 0, "%s", ei.msg);
         int changed = rp_obsaddr_record(obs, &rid, r->listen[0].base, r->listen[0].len,
                                         a.listen[0].base, a.listen[0].len, m->observed_addr.base,
                                         m->observed_addr.len, (uint64_t)(i + 1) * SEC, &ei);
@@ -1128,7 +1202,7 @@ Test(identify_push, two_peers_in_memory_adopt_an_observed_address)
     cr_assert_eq(rp_identify_peer_new(&aid, &at_b), 0);
     ssize_t n = rp_identify_write(&a.info, NULL, 0, wire, sizeof(wire), &ei);
     cr_assert_eq(read_stream(m, wire, (size_t)n, 0, &ei), 0);
-    int r = rp_identify_peer_apply(at_b, m, &ei);
+    int r = rp_identify_peer_apply(at_b, m, NULL, &ei);
     cr_assert(r & RP_IDENTIFY_CHANGED_RECORD, "%d %s", r, ei.msg);
     const rp_iov *l;
     bool cert;

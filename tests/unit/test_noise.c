@@ -894,7 +894,7 @@ Test(noise, no_common_muxer_fails_the_responder_too)
 
 /* A fake responder sends message 2 with a payload of our making; the initiator must refuse it. */
 static int initiator_against_payload_vc(const ringp2p_privkey *ki, const uint8_t *payload,
-                                        size_t len, rp_noise_hs *res, rp_noise_vcache *vc,
+                                        size_t len, rp_noise_hs *res, rp_sigcache *vc,
                                         ringp2p_errinfo *ei)
 {
     rp_noise_config ci = cfg_of(ki, true);
@@ -933,7 +933,7 @@ Test(noise, vcache_spares_only_the_same_signature)
 {
     ringp2p_privkey *ki = gen(RINGP2P_KEY_ED25519), *kr = gen(RINGP2P_KEY_ED25519),
                     *other = gen(RINGP2P_KEY_ED25519);
-    rp_noise_vcache *vc = rp_noise_vcache_new();
+    rp_sigcache *vc = rp_sigcache_new();
     cr_assert_not_null(vc);
     const uint8_t s_priv[32] = { 9, 8, 7 }; /* one static key for every case */
     uint8_t key[512], okey[512], sig[RINGP2P_SIGNATURE_MAX], payload[2048];
@@ -964,13 +964,13 @@ Test(noise, vcache_spares_only_the_same_signature)
         int r = initiator_against_payload_vc(ki, payload, (size_t)pl, &res, vc, &ei);
         cr_assert_eq(r, cases[c].want, "case %zu: got %d (%s)", c, r, ei.msg);
         uint64_t hits, ins;
-        rp_noise_vcache_stats(vc, &hits, &ins);
+        rp_sigcache_stats(vc, &hits, &ins);
         cr_assert_eq(hits, cases[c].hits, "case %zu: %llu hits", c, (unsigned long long)hits);
         cr_assert_eq(ins, cases[c].inserted, "case %zu: %llu inserted", c, (unsigned long long)ins);
         rp_noise_hs_clear(&res);
     }
-    rp_noise_vcache_free(vc);
-    rp_noise_vcache_free(NULL);
+    rp_sigcache_free(vc);
+    rp_sigcache_free(NULL);
     ringp2p_privkey_free(ki);
     ringp2p_privkey_free(kr);
     ringp2p_privkey_free(other);

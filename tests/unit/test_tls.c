@@ -2,14 +2,18 @@
 
 #include "testutil.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
 #include <openssl/mem.h>
+#include <openssl/obj.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "security/tls.h"
 #include "security/tls_cert.h"
@@ -1166,4 +1170,200 @@ Test(tls, record_headers)
         rp_tls_free(c);
         rp_tls_free(s);
     }
+}
+
+/* ---- the node credential and the verified-certificate cache -------------------------------- */
+
+static void sha256_of(rp_iov der, uint8_t out[SHA256_DIGEST_LENGTH])
+{
+    SHA256(der.base, der.len, out);
+}
+
+/* One client/server handshake of the given configs; both must succeed. */
+static void pair_done(const rp_tls_config *cc, const rp_tls_config *sc, struct end *c,
+                      struct end *s, int64_t now)
+{
+    end_open(c, cc);
+    end_open(s, sc);
+    handshake(c, s, now);
+    cr_assert_eq(c->last, RP_TLS_DONE, "client: %s", c->ei.msg);
+    cr_assert_eq(s->last, RP_TLS_DONE, "server: %s", s->ei.msg);
+}
+
+Test(tls, node_cred_is_one_certificate_for_all_sessions, .timeout = 30)
+{
+    ringp2p_privkey *kn = gen(RINGP2P_KEY_ED25519), *kp = gen(RINGP2P_KEY_SECP256K1);
+    rp_tls_cred *cred = NULL;
+    ringp2p_errinfo ei;
+    cr_assert_eq(rp_tls_cred_new(kn, NOW, &cred, &ei), 0, "%s", ei.msg);
+    uint8_t node_cert[SHA256_DIGEST_LENGTH];
+    sha256_of(rp_tls_cred_cert(cred), node_cert);
+    /* The certificate is ours and valid for the whole lifetime of a node. */
+    ringp2p_pubkey *id = NULL;
+    rp_iov der = rp_tls_cred_cert(cred);
+    cr_assert_eq(rp_tls_cert_verify(der.base, der.len, NOW - 3600, &id, &ei), 0, "%s", ei.msg);
+    cr_assert(ringp2p_pubkey_equal(id, ringp2p_privkey_public(kn)));
+    ringp2p_pubkey_free(id);
+    cr_assert_lt(rp_tls_cert_verify(der.base, der.len, NOW - 3601, &id, NULL), 0);
+    cr_assert_eq(rp_tls_cert_verify(der.base, der.len, NOW + 99LL * 365 * 86400, &id, NULL), 0);
+    ringp2p_pubkey_free(id);
+
+    static const char *const y[] = { YAMUX }, *const my[] = { MPLEX, YAMUX };
+    ringp2p_peer_id want_n, want_p;
+    ringp2p_peer_id_from_pubkey(ringp2p_privkey_public(kn), &want_n);
+    ringp2p_peer_id_from_pubkey(ringp2p_privkey_public(kp), &want_p);
+    uint8_t peer_cert[2][2][SHA256_DIGEST_LENGTH];
+    for (int node_is_server = 0; node_is_server < 2; node_is_server++) {
+        for (int k = 0; k < 2; k++) {
+            /* The node's sessions share the credential; the peer makes a fresh one each time. */
+            rp_tls_config nc = cfg_of(kn, !node_is_server), pc = cfg_of(kp, node_is_server);
+            nc.cred = cred;
+            /* Per-session settings on the shared context: each server picks from its own list. */
+            nc.muxers = k == 0 ? y : my;
+            nc.n_muxers = k == 0 ? 1 : 2;
+            pc.muxers = my;
+            pc.n_muxers = 2;
+            pc.expected_peer = node_is_server ? &want_n : NULL;
+            nc.expected_peer = node_is_server ? NULL : &want_p;
+            struct end c, s, *n = node_is_server ? &s : &c, *p = node_is_server ? &c : &s;
+            pair_done(node_is_server ? &pc : &nc, node_is_server ? &nc : &pc, &c, &s, NOW);
+            cr_assert(ringp2p_peer_id_equal(rp_tls_remote_peer(p->s), &want_n));
+            cr_assert(ringp2p_peer_id_equal(rp_tls_remote_peer(n->s), &want_p));
+            cr_assert_arr_eq(rp_tls_remote_cert_sha256(p->s), node_cert, SHA256_DIGEST_LENGTH,
+                             "session %d/%d did not present the node's certificate", node_is_server,
+                             k);
+            memcpy(peer_cert[node_is_server][k], rp_tls_remote_cert_sha256(n->s),
+                   SHA256_DIGEST_LENGTH);
+            /* The client's first that the server session offers: when the node serves, the
+             * same client list gives each of its sessions the pick from that session's list. */
+            const char *want = k == 0 ? YAMUX : MPLEX;
+            cr_assert_str_eq(rp_tls_muxer(c.s), want, "%d/%d", node_is_server, k);
+            cr_assert_str_eq(rp_tls_muxer(s.s), want, "%d/%d", node_is_server, k);
+            check_pair_talks(&c, &s);
+            end_close(&c);
+            end_close(&s);
+        }
+    }
+    /* The fresh peer's four certificates all differ, and none is the node's. */
+    const uint8_t *all[] = { peer_cert[0][0], peer_cert[0][1], peer_cert[1][0], peer_cert[1][1],
+                             node_cert };
+    for (int i = 0; i < 5; i++)
+        for (int j = i + 1; j < 5; j++)
+            cr_assert_arr_neq(all[i], all[j], SHA256_DIGEST_LENGTH, "%d %d", i, j);
+    /* Sessions outlive the credential: they hold libssl's references. */
+    rp_tls_config nc = cfg_of(kn, false), pc = cfg_of(kp, true);
+    nc.cred = cred;
+    struct end c, s;
+    end_open(&c, &pc);
+    end_open(&s, &nc);
+    rp_tls_cred_free(cred);
+    handshake(&c, &s, NOW);
+    cr_assert_eq(c.last, RP_TLS_DONE, "%s", c.ei.msg);
+    cr_assert_eq(s.last, RP_TLS_DONE, "%s", s.ei.msg);
+    cr_assert_arr_eq(rp_tls_remote_cert_sha256(c.s), node_cert, SHA256_DIGEST_LENGTH);
+    end_close(&c);
+    end_close(&s);
+    cr_assert_eq(rp_tls_cred_new(NULL, NOW, &cred, &ei), RINGP2P_EINVAL);
+    ringp2p_privkey_free(kn);
+    ringp2p_privkey_free(kp);
+}
+
+/*
+ * der with the last byte of the libp2p extension's value (the identity
+ * signature's last byte) flipped, then re-signed with the certificate's own
+ * key: everything verifies but the identity signature. OPENSSL_free.
+ */
+static uint8_t *tamper_ext_sig(const uint8_t *der, size_t len, EVP_PKEY *key, size_t *out_len)
+{
+    const uint8_t *p = der;
+    X509 *x = d2i_X509(NULL, &p, (long)len);
+    cr_assert_not_null(x);
+    ASN1_OBJECT *oid = OBJ_txt2obj(RP_TLS_EXT_OID_TEXT, 1);
+    int at = X509_get_ext_by_OBJ(x, oid, -1);
+    ASN1_OBJECT_free(oid);
+    cr_assert_geq(at, 0);
+    ASN1_OCTET_STRING *val = X509_EXTENSION_get_data(X509_get_ext(x, at));
+    uint8_t *v = ASN1_STRING_data(val);
+    v[ASN1_STRING_length(val) - 1] ^= 1;
+    cr_assert(X509_sign(x, key, EVP_sha256()) > 0);
+    uint8_t *out = NULL;
+    int n = i2d_X509(x, &out);
+    cr_assert_gt(n, 0);
+    X509_free(x);
+    *out_len = (size_t)n;
+    return out;
+}
+
+Test(tls, verified_cache_needs_the_exact_certificate, .timeout = 30)
+{
+    ringp2p_privkey *kc = gen(RINGP2P_KEY_ED25519), *ks = gen(RINGP2P_KEY_ED25519);
+    rp_sigcache *cache = rp_sigcache_new();
+    cr_assert_not_null(cache);
+    rp_tls_cred *cred = NULL;
+    cr_assert_eq(rp_tls_cred_new(ks, NOW, &cred, NULL), 0);
+    /* The client's one certificate (as a node credential would be), sent as a test chain. */
+    uint8_t *der = NULL;
+    size_t len = 0;
+    EVP_PKEY *key = NULL;
+    rp_tls_cert_params prm = rp_tls_cert_params_default(NOW);
+    cr_assert_eq(rp_tls_cert_make(kc, &prm, &der, &len, &key, NULL), 0);
+    rp_iov chain = rp_iov_make(der, len);
+    size_t tlen = 0;
+    uint8_t *tampered = tamper_ext_sig(der, len, key, &tlen);
+    rp_iov tchain = rp_iov_make(tampered, tlen);
+    /* Without the cache the tampered certificate fails on the identity signature alone. */
+    ringp2p_errinfo ei;
+    ringp2p_pubkey *id = NULL;
+    cr_assert_eq(rp_tls_cert_verify(tampered, tlen, NOW, &id, &ei), RINGP2P_ESIGNATURE);
+    cr_assert_not_null(strstr(ei.msg, "identity key"), "%s", ei.msg);
+
+    uint64_t hits, ins;
+    struct {
+        const rp_iov *chain;
+        int64_t now;
+        int server_code; /* 0: done */
+        uint64_t hits, ins;
+    } steps[] = {
+        { &chain, NOW, 0, 0, 1 },                   /* verified, remembered */
+        { &chain, NOW + 60, 0, 1, 1 },              /* the same bytes: a hit */
+        { &tchain, NOW, RINGP2P_ESIGNATURE, 1, 1 }, /* other bytes: verified, refused */
+        { &tchain, NOW, RINGP2P_ESIGNATURE, 1, 1 }, /* failures are not remembered */
+        { &chain, NOW, 0, 2, 1 },                   /* still a hit */
+        { &chain, NOW + RP_TLS_CERT_VALIDITY_S + 1, RINGP2P_ECERT, 3, 1 }, /* expired, hit or not */
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        rp_tls_config cc = cfg_of(kc, true), sc = cfg_of(ks, false);
+        cc.test_chain = steps[i].chain;
+        cc.test_chain_len = 1;
+        cc.test_key = key;
+        sc.cred = cred;
+        sc.verified = cache;
+        struct end c, s;
+        end_open(&c, &cc);
+        end_open(&s, &sc);
+        /* the client checks the server's certificate at NOW, the server the client's later */
+        hs_step(&c, &s, NOW);
+        hs_step(&s, &c, steps[i].now);
+        hs_step(&c, &s, NOW);
+        hs_step(&s, &c, steps[i].now);
+        cr_assert_eq(c.last, RP_TLS_DONE, "step %zu: %s", i, c.ei.msg);
+        if (steps[i].server_code == 0) {
+            cr_assert_eq(s.last, RP_TLS_DONE, "step %zu: %s", i, s.ei.msg);
+            cr_assert(ringp2p_pubkey_equal(rp_tls_remote_key(s.s), ringp2p_privkey_public(kc)));
+        } else {
+            cr_assert_eq(s.last, steps[i].server_code, "step %zu: %d %s", i, s.last, s.ei.msg);
+        }
+        rp_sigcache_stats(cache, &hits, &ins);
+        cr_assert_eq(hits, steps[i].hits, "step %zu: %" PRIu64 " hits", i, hits);
+        cr_assert_eq(ins, steps[i].ins, "step %zu: %" PRIu64 " stored", i, ins);
+        end_close(&c);
+        end_close(&s);
+    }
+    OPENSSL_free(der);
+    OPENSSL_free(tampered);
+    EVP_PKEY_free(key);
+    rp_tls_cred_free(cred);
+    rp_sigcache_free(cache);
+    ringp2p_privkey_free(kc);
+    ringp2p_privkey_free(ks);
 }
