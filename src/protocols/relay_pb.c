@@ -23,9 +23,24 @@ const char *rp_relay_status_name(int32_t status)
 
 /* ---- decoding ------------------------------------------------------------------------------ */
 
-static int twice(const char *msg, const char *field, uint32_t num, ringp2p_errinfo *ei)
+/*
+ * A field that may appear once: its wire type must be `wt` and `seen` must
+ * not be set yet. Returns 0 or the error naming the field.
+ */
+static int once(const char *msg, const char *field, const rp_pb_field *f, unsigned wt, bool seen,
+                ringp2p_errinfo *ei)
 {
-    return rp_err(ei, RINGP2P_EPROTOBUF, "%s: field %s (%u) appears twice", msg, field, num);
+    if (f->wt != wt) return rp_pb_wrong_type(msg, field, f, ei);
+    if (seen)
+        return rp_err(ei, RINGP2P_EPROTOBUF, "%s: field %s (%u) appears twice", msg, field, f->num);
+    return 0;
+}
+
+/* A message of `len` bytes over RP_RELAY_MSG_MAX: the error naming it. */
+static int too_long(const char *msg, ptrdiff_t len, ringp2p_errinfo *ei)
+{
+    return rp_err(ei, RINGP2P_ELIMIT, "%s of %td bytes is over the limit of %d", msg, len,
+                  RP_RELAY_MSG_MAX);
 }
 
 /* An enum or int32 as protobuf reads it: the low 32 bits of the varint. */
@@ -47,14 +62,12 @@ static int decode_limit(const rp_iov *body, rp_relay_limit *out, ringp2p_errinfo
         if (r < 0) return r;
         switch (f.num) {
         case RP_RELAY_LIMIT_FIELD_DURATION:
-            if (f.wt != RP_PB_VARINT) return rp_pb_wrong_type(msg, "duration", &f, ei);
-            if (has_duration) return twice(msg, "duration", f.num, ei);
+            if ((r = once(msg, "duration", &f, RP_PB_VARINT, has_duration, ei)) < 0) return r;
             has_duration = true;
             out->duration = (uint32_t)f.value; /* uint32: the low 32 bits, as protobuf */
             break;
         case RP_RELAY_LIMIT_FIELD_DATA:
-            if (f.wt != RP_PB_VARINT) return rp_pb_wrong_type(msg, "data", &f, ei);
-            if (has_data) return twice(msg, "data", f.num, ei);
+            if ((r = once(msg, "data", &f, RP_PB_VARINT, has_data, ei)) < 0) return r;
             has_data = true;
             out->data = f.value;
             break;
@@ -86,8 +99,7 @@ static int decode_peer(const rp_iov *body, rp_relay_peer *out, ringp2p_errinfo *
         if (r < 0) return r;
         switch (f.num) {
         case RP_RELAY_PEER_FIELD_ID:
-            if (f.wt != RP_PB_LEN) return rp_pb_wrong_type(msg, "id", &f, ei);
-            if (out->id.base != NULL) return twice(msg, "id", f.num, ei);
+            if ((r = once(msg, "id", &f, RP_PB_LEN, out->id.base != NULL, ei)) < 0) return r;
             out->id = f.body;
             break;
         case RP_RELAY_PEER_FIELD_ADDRS:
@@ -116,8 +128,7 @@ static int decode_rsvp(const rp_iov *body, rp_relay_rsvp *out, ringp2p_errinfo *
         if (r < 0) return r;
         switch (f.num) {
         case RP_RELAY_RSVP_FIELD_EXPIRE:
-            if (f.wt != RP_PB_VARINT) return rp_pb_wrong_type(msg, "expire", &f, ei);
-            if (has_expire) return twice(msg, "expire", f.num, ei);
+            if ((r = once(msg, "expire", &f, RP_PB_VARINT, has_expire, ei)) < 0) return r;
             has_expire = true;
             out->expire = f.value;
             break;
@@ -126,8 +137,8 @@ static int decode_rsvp(const rp_iov *body, rp_relay_rsvp *out, ringp2p_errinfo *
             add_addr(out->addrs, &out->n_addrs, &out->n_addrs_dropped, &f.body);
             break;
         case RP_RELAY_RSVP_FIELD_VOUCHER:
-            if (f.wt != RP_PB_LEN) return rp_pb_wrong_type(msg, "voucher", &f, ei);
-            if (out->voucher.base != NULL) return twice(msg, "voucher", f.num, ei);
+            if ((r = once(msg, "voucher", &f, RP_PB_LEN, out->voucher.base != NULL, ei)) < 0)
+                return r;
             out->voucher = f.body;
             break;
         default: break;
@@ -163,9 +174,7 @@ static int decode_msg(const layout *l, const uint8_t **src, const uint8_t *end,
                       rp_relay_hop_msg *out, ringp2p_errinfo *ei)
 {
     const uint8_t *start = *src, *p = *src;
-    if ((size_t)(end - start) > RP_RELAY_MSG_MAX)
-        return rp_err(ei, RINGP2P_ELIMIT, "%s of %td bytes is over the limit of %d", l->msg,
-                      end - start, RP_RELAY_MSG_MAX);
+    if ((size_t)(end - start) > RP_RELAY_MSG_MAX) return too_long(l->msg, end - start, ei);
     rp_relay_hop_msg m;
     memset(&m, 0, sizeof(m));
     while (p < end) {
@@ -173,28 +182,24 @@ static int decode_msg(const layout *l, const uint8_t **src, const uint8_t *end,
         int r = rp_pb_next(&p, end, start, l->msg, &f, ei);
         if (r < 0) return r;
         if (f.num == l->type) {
-            if (f.wt != RP_PB_VARINT) return rp_pb_wrong_type(l->msg, "type", &f, ei);
-            if (m.has_type) return twice(l->msg, "type", f.num, ei);
+            if ((r = once(l->msg, "type", &f, RP_PB_VARINT, m.has_type, ei)) < 0) return r;
             m.has_type = true;
             m.type = pb_int32(f.value);
         } else if (f.num == l->peer) {
-            if (f.wt != RP_PB_LEN) return rp_pb_wrong_type(l->msg, "peer", &f, ei);
-            if (m.has_peer) return twice(l->msg, "peer", f.num, ei);
+            if ((r = once(l->msg, "peer", &f, RP_PB_LEN, m.has_peer, ei)) < 0) return r;
             m.has_peer = true;
             if ((r = decode_peer(&f.body, &m.peer, ei)) < 0) return r;
         } else if (l->rsvp != 0 && f.num == l->rsvp) {
-            if (f.wt != RP_PB_LEN) return rp_pb_wrong_type(l->msg, "reservation", &f, ei);
-            if (m.has_reservation) return twice(l->msg, "reservation", f.num, ei);
+            if ((r = once(l->msg, "reservation", &f, RP_PB_LEN, m.has_reservation, ei)) < 0)
+                return r;
             m.has_reservation = true;
             if ((r = decode_rsvp(&f.body, &m.reservation, ei)) < 0) return r;
         } else if (f.num == l->limit) {
-            if (f.wt != RP_PB_LEN) return rp_pb_wrong_type(l->msg, "limit", &f, ei);
-            if (m.has_limit) return twice(l->msg, "limit", f.num, ei);
+            if ((r = once(l->msg, "limit", &f, RP_PB_LEN, m.has_limit, ei)) < 0) return r;
             m.has_limit = true;
             if ((r = decode_limit(&f.body, &m.limit, ei)) < 0) return r;
         } else if (f.num == l->status) {
-            if (f.wt != RP_PB_VARINT) return rp_pb_wrong_type(l->msg, "status", &f, ei);
-            if (m.has_status) return twice(l->msg, "status", f.num, ei);
+            if ((r = once(l->msg, "status", &f, RP_PB_VARINT, m.has_status, ei)) < 0) return r;
             m.has_status = true;
             m.status = pb_int32(f.value);
         }
@@ -211,20 +216,26 @@ int rp_relay_hop_decode(const uint8_t **src, const uint8_t *end, rp_relay_hop_ms
     return decode_msg(&hop_layout, src, end, out, ei);
 }
 
+/* A stop message decoded as a hop message, as what it is. */
+static void hop_as_stop(const rp_relay_hop_msg *m, rp_relay_stop_msg *out)
+{
+    out->has_type = m->has_type;
+    out->has_peer = m->has_peer;
+    out->has_limit = m->has_limit;
+    out->has_status = m->has_status;
+    out->type = m->type;
+    out->peer = m->peer;
+    out->limit = m->limit;
+    out->status = m->status;
+}
+
 int rp_relay_stop_decode(const uint8_t **src, const uint8_t *end, rp_relay_stop_msg *out,
                          ringp2p_errinfo *ei)
 {
     rp_relay_hop_msg m;
     int r = decode_msg(&stop_layout, src, end, &m, ei);
     if (r < 0) return r;
-    out->has_type = m.has_type;
-    out->has_peer = m.has_peer;
-    out->has_limit = m.has_limit;
-    out->has_status = m.has_status;
-    out->type = m.type;
-    out->peer = m.peer;
-    out->limit = m.limit;
-    out->status = m.status;
+    hop_as_stop(&m, out);
     return 0;
 }
 
@@ -358,24 +369,25 @@ ssize_t rp_relay_stop_write(const rp_relay_stop_msg *m, uint8_t *dst, size_t cap
     return write_framed(&stop_layout, &h, dst, cap);
 }
 
-ssize_t rp_relay_hop_status_write(int32_t status, uint8_t *dst, size_t cap)
+/* A framed STATUS message (of type `type` in layout l) with `status`. */
+static ssize_t status_write(const layout *l, int32_t type, int32_t status, uint8_t *dst, size_t cap)
 {
     rp_relay_hop_msg m;
     memset(&m, 0, sizeof(m));
     m.has_type = m.has_status = true;
-    m.type = RP_RELAY_HOP_STATUS;
+    m.type = type;
     m.status = status;
-    return rp_relay_hop_write(&m, dst, cap);
+    return write_framed(l, &m, dst, cap);
+}
+
+ssize_t rp_relay_hop_status_write(int32_t status, uint8_t *dst, size_t cap)
+{
+    return status_write(&hop_layout, RP_RELAY_HOP_STATUS, status, dst, cap);
 }
 
 ssize_t rp_relay_stop_status_write(int32_t status, uint8_t *dst, size_t cap)
 {
-    rp_relay_stop_msg m;
-    memset(&m, 0, sizeof(m));
-    m.has_type = m.has_status = true;
-    m.type = RP_RELAY_STOP_STATUS;
-    m.status = status;
-    return rp_relay_stop_write(&m, dst, cap);
+    return status_write(&stop_layout, RP_RELAY_STOP_STATUS, status, dst, cap);
 }
 
 /* ---- framing ------------------------------------------------------------------------------- */
@@ -397,30 +409,36 @@ int rp_relay_read_frame(const uint8_t **src, const uint8_t *end, rp_iov *body, r
     return 1;
 }
 
-int rp_relay_hop_read(const uint8_t **src, const uint8_t *end, rp_relay_hop_msg *out,
-                      ringp2p_errinfo *ei)
+/*
+ * One framed message of layout l: 1 with *out set and *src past it, 0 when
+ * more input is needed, or the error.
+ */
+static int read_msg(const layout *l, const uint8_t **src, const uint8_t *end, rp_relay_hop_msg *out,
+                    ringp2p_errinfo *ei)
 {
     const uint8_t *p = *src;
     rp_iov body;
     int r = rp_relay_read_frame(&p, end, &body, ei);
     if (r <= 0) return r;
     const uint8_t *q = body.base;
-    if ((r = rp_relay_hop_decode(&q, q + body.len, out, ei)) < 0) return r;
+    if ((r = decode_msg(l, &q, q + body.len, out, ei)) < 0) return r;
     *src = p;
     return 1;
+}
+
+int rp_relay_hop_read(const uint8_t **src, const uint8_t *end, rp_relay_hop_msg *out,
+                      ringp2p_errinfo *ei)
+{
+    return read_msg(&hop_layout, src, end, out, ei);
 }
 
 int rp_relay_stop_read(const uint8_t **src, const uint8_t *end, rp_relay_stop_msg *out,
                        ringp2p_errinfo *ei)
 {
-    const uint8_t *p = *src;
-    rp_iov body;
-    int r = rp_relay_read_frame(&p, end, &body, ei);
-    if (r <= 0) return r;
-    const uint8_t *q = body.base;
-    if ((r = rp_relay_stop_decode(&q, q + body.len, out, ei)) < 0) return r;
-    *src = p;
-    return 1;
+    rp_relay_hop_msg m;
+    int r = read_msg(&stop_layout, src, end, &m, ei);
+    if (r > 0) hop_as_stop(&m, out);
+    return r;
 }
 
 /* ---- vouchers ------------------------------------------------------------------------------ */
@@ -430,9 +448,7 @@ int rp_relay_voucher_decode(const uint8_t **src, const uint8_t *end, rp_relay_vo
 {
     static const char msg[] = "ReservationVoucher";
     const uint8_t *start = *src, *p = *src;
-    if ((size_t)(end - start) > RP_RELAY_MSG_MAX)
-        return rp_err(ei, RINGP2P_ELIMIT, "%s of %td bytes is over the limit of %d", msg,
-                      end - start, RP_RELAY_MSG_MAX);
+    if ((size_t)(end - start) > RP_RELAY_MSG_MAX) return too_long(msg, end - start, ei);
     rp_iov relay = { NULL, 0 }, peer = { NULL, 0 };
     bool has_exp = false;
     uint64_t exp = 0;
@@ -442,18 +458,15 @@ int rp_relay_voucher_decode(const uint8_t **src, const uint8_t *end, rp_relay_vo
         if (r < 0) return r;
         switch (f.num) {
         case RP_RELAY_VOUCHER_FIELD_RELAY:
-            if (f.wt != RP_PB_LEN) return rp_pb_wrong_type(msg, "relay", &f, ei);
-            if (relay.base != NULL) return twice(msg, "relay", f.num, ei);
+            if ((r = once(msg, "relay", &f, RP_PB_LEN, relay.base != NULL, ei)) < 0) return r;
             relay = f.body;
             break;
         case RP_RELAY_VOUCHER_FIELD_PEER:
-            if (f.wt != RP_PB_LEN) return rp_pb_wrong_type(msg, "peer", &f, ei);
-            if (peer.base != NULL) return twice(msg, "peer", f.num, ei);
+            if ((r = once(msg, "peer", &f, RP_PB_LEN, peer.base != NULL, ei)) < 0) return r;
             peer = f.body;
             break;
         case RP_RELAY_VOUCHER_FIELD_EXPIRE:
-            if (f.wt != RP_PB_VARINT) return rp_pb_wrong_type(msg, "expiration", &f, ei);
-            if (has_exp) return twice(msg, "expiration", f.num, ei);
+            if ((r = once(msg, "expiration", &f, RP_PB_VARINT, has_exp, ei)) < 0) return r;
             has_exp = true;
             exp = f.value;
             break;

@@ -14,6 +14,7 @@
 #include "proto/autonat.pb-c.h"
 #include "protocols/autonat.h"
 #include "protocols/nataddr.h"
+#include "addrutil.h"
 #include "testutil.h"
 
 #define SEC UINT64_C(1000000000)
@@ -25,41 +26,6 @@
 
 /* Its multihash: identity, 36 bytes of protobuf PublicKey (Ed25519). */
 #define PEER_A_HEX "00240801122011bba3ed1721948cefb4e50b0a0bb5cad8a6b52dc7b1a40f4f6652105c91e2c4"
-
-static ringp2p_peer_id pid(const char *s)
-{
-    ringp2p_peer_id id;
-    ringp2p_errinfo ei = { 0 };
-    cr_assert_eq(ringp2p_peer_id_parse(s, strlen(s), &id, &ei), 0, "%s: %s", s, ei.msg);
-    return id;
-}
-
-/* Binary multiaddrs parsed from text, kept in a small arena per test. */
-typedef struct arena {
-    uint8_t buf[8192];
-    size_t used;
-} arena;
-
-static rp_iov ma(arena *a, const char *text)
-{
-    ringp2p_errinfo ei = { 0 };
-    ssize_t n =
-        rp_maddr_from_text(text, strlen(text), a->buf + a->used, sizeof(a->buf) - a->used, &ei);
-    cr_assert_gt(n, 0, "%s: %s", text, ei.msg);
-    rp_iov v = rp_iov_make(a->buf + a->used, (size_t)n);
-    a->used += (size_t)n;
-    return v;
-}
-
-static bool iov_eq(rp_iov v, const void *p, size_t n)
-{
-    return v.base != NULL && v.len == n && (n == 0 || memcmp(v.base, p, n) == 0);
-}
-
-static bool nat_is(const rp_nataddr *x, rp_iov v)
-{
-    return x->len == v.len && memcmp(x->bytes, v.base, v.len) == 0;
-}
 
 /* ---- Codec ----------------------------------------------------------------------------------- */
 
@@ -156,7 +122,7 @@ Test(autonat, decode_js_messages)
     cr_assert_eq(p, b + n);
     cr_assert(m.has_type && m.type == RP_AUTONAT_DIAL && m.has_dial && m.has_peer);
     ringp2p_peer_id self = pid(PEER_A);
-    cr_assert(iov_eq(m.peer_id, self.bytes, self.len));
+    cr_assert(iov_is(m.peer_id, self.bytes, self.len));
     cr_assert_eq(m.n_addrs, 2);
     cr_assert(!m.has_response);
 
@@ -172,7 +138,7 @@ Test(autonat, decode_js_messages)
     cr_assert_eq(rp_autonat_msg_decode(&p, b + n, &m, NULL), 0);
     cr_assert(m.type == RP_AUTONAT_DIAL_RESPONSE && m.has_response && m.has_status);
     cr_assert_eq(m.status, RP_AUTONAT_E_DIAL_ERROR);
-    cr_assert(iov_eq(m.status_text, "dial failed", 11));
+    cr_assert(iov_is(m.status_text, "dial failed", 11));
     cr_assert_null(m.addr.base);
     cr_assert_eq(rp_autonat_response_observation(&m, NULL), RP_AUTONAT_OBS_PRIVATE);
 }
@@ -193,9 +159,9 @@ Test(autonat, decode_merges_like_protobuf_and_skips_unknown_fields)
     const uint8_t *p = b;
     cr_assert_eq(rp_autonat_msg_decode(&p, b + n, &m, NULL), 0);
     cr_assert(m.has_type && m.type == RP_AUTONAT_DIAL);
-    cr_assert(iov_eq(m.peer_id, "\x56", 1));
+    cr_assert(iov_is(m.peer_id, "\x56", 1));
     cr_assert_eq(m.n_addrs, 1);
-    cr_assert(iov_eq(m.addrs[0], "\x07", 1));
+    cr_assert(iov_is(m.addrs[0], "\x07", 1));
 
     /* protobuf-c agrees. */
     Rp__Autonat *pb = rp__autonat__unpack(NULL, n, b);
@@ -485,12 +451,12 @@ Test(autonat, server_dials_back_only_what_was_asked_on_the_observed_ip)
     cr_assert_eq(rp_autonat_read_frame(&p, out + n, &resp, NULL), 1);
     rp_iov got;
     cr_assert_eq(rp_autonat_response_observation(&resp, &got), RP_AUTONAT_OBS_PUBLIC);
-    cr_assert(iov_eq(got, want1.base, want1.len));
+    cr_assert(iov_is(got, want1.base, want1.len));
     n = rp_autonat_server_respond(&d, RINGP2P_ETIMEDOUT, NULL, 0, out, sizeof(out), NULL);
     p = out;
     cr_assert_eq(rp_autonat_read_frame(&p, out + n, &resp, NULL), 1);
     cr_assert_eq(resp.status, RP_AUTONAT_E_DIAL_ERROR);
-    cr_assert(iov_eq(resp.status_text, "dial failed", 11));
+    cr_assert(iov_is(resp.status_text, "dial failed", 11));
 }
 
 Test(autonat, server_caps_the_addresses_it_dials)
@@ -944,7 +910,7 @@ Test(autonat, in_memory_exchange_public_then_private)
         rp_iov confirmed;
         rp_autonat_observation o = exchange(&servers[i], &me, &mine, 1, seen, mine, &confirmed);
         cr_assert_eq(o, RP_AUTONAT_OBS_PUBLIC);
-        cr_assert(iov_eq(confirmed, mine.base, mine.len));
+        cr_assert(iov_is(confirmed, mine.base, mine.len));
         changes += feed(&c, o, SEC);
     }
     cr_assert_eq(changes, 1);

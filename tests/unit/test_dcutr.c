@@ -14,6 +14,7 @@
 #include "multiformats/multiaddr.h"
 #include "proto/dcutr.pb-c.h"
 #include "protocols/dcutr.h"
+#include "addrutil.h"
 #include "testutil.h"
 
 #define MS  UINT64_C(1000000)
@@ -22,41 +23,6 @@
 #define PEER_A "12D3KooWB1b3qZxWJanuhtseF3DmPggHCtG36KZ9ixkqHtdKH9fh"
 #define PEER_B "12D3KooWNkmkhmFBULBNLdcVxtppupGrF7DW7pDgcTkC9sxARgAt"
 #define RELAY  "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N"
-
-static ringp2p_peer_id pid(const char *s)
-{
-    ringp2p_peer_id id;
-    cr_assert_eq(ringp2p_peer_id_parse(s, strlen(s), &id, NULL), 0, "%s", s);
-    return id;
-}
-
-typedef struct arena {
-    uint8_t buf[8192];
-    size_t used;
-} arena;
-
-static rp_iov ma(arena *a, const char *text)
-{
-    ringp2p_errinfo ei = { 0 };
-    ssize_t n =
-        rp_maddr_from_text(text, strlen(text), a->buf + a->used, sizeof(a->buf) - a->used, &ei);
-    cr_assert_gt(n, 0, "%s: %s", text, ei.msg);
-    rp_iov v = rp_iov_make(a->buf + a->used, (size_t)n);
-    a->used += (size_t)n;
-    return v;
-}
-
-static bool nat_is(const rp_nataddr *x, rp_iov v)
-{
-    return x->len == v.len && memcmp(x->bytes, v.base, v.len) == 0;
-}
-
-static rp_nataddr nat(rp_iov v)
-{
-    rp_nataddr x;
-    cr_assert_geq(rp_nataddr_parse_tcp(v.base, v.len, NULL, &x), 0);
-    return x;
-}
 
 /* ---- Codec ----------------------------------------------------------------------------------- */
 

@@ -46,96 +46,6 @@ static ringp2p_node *mk_node(bool listen, evlog *log)
     return host_node(listen, NULL, log != NULL ? on_event : NULL, log);
 }
 
-/* ---- an echo client stream ---------------------------------------------------------------- */
-
-typedef struct job {
-    uint32_t seed;
-    size_t len, sent, got;
-    _Atomic int open_err;
-    _Atomic int close_err;
-    _Atomic bool bad, closed, opened;
-    uint64_t conn_id;
-    unsigned shard;
-    char errmsg[RINGP2P_ERRINFO_MSG_MAX];
-    bool no_close; /* keep the stream open (stop test) */
-    waiter *w;
-} job;
-
-static void job_pump(ringp2p_stream *s, job *j)
-{
-    uint8_t buf[4096];
-    while (j->sent < j->len) {
-        size_t n = j->len - j->sent < sizeof(buf) ? j->len - j->sent : sizeof(buf);
-        for (size_t i = 0; i < n; i++) buf[i] = pat(j->seed, j->sent + i);
-        ssize_t r = ringp2p_stream_write(s, buf, n);
-        if (r == RINGP2P_EAGAIN) return;
-        if (r < 0) {
-            j->bad = true;
-            ringp2p_stream_reset(s);
-            return;
-        }
-        j->sent += n;
-    }
-    if (!j->no_close) ringp2p_stream_close_write(s);
-}
-
-static void job_data(ringp2p_stream *s, void *ctx, const uint8_t *d, size_t len)
-{
-    job *j = ctx;
-    (void)s;
-    for (size_t i = 0; i < len; i++)
-        if (d[i] != pat(j->seed, j->got + i)) j->bad = true;
-    j->got += len;
-    if (j->no_close && j->got == j->len) w_signal(j->w);
-}
-
-static void job_writable(ringp2p_stream *s, void *ctx)
-{
-    job_pump(s, ctx);
-}
-
-static void job_close(ringp2p_stream *s, void *ctx, int err)
-{
-    job *j = ctx;
-    (void)s;
-    j->close_err = err;
-    j->closed = true;
-    if (!j->no_close) w_signal(j->w);
-}
-
-static const ringp2p_stream_callbacks job_cbs = {
-    .on_data = job_data,
-    .on_writable = job_writable,
-    .on_close = job_close,
-};
-
-static void job_open(ringp2p_node *n, ringp2p_stream *s, int err, const ringp2p_errinfo *ei,
-                     void *ctx)
-{
-    job *j = ctx;
-    (void)n;
-    if (err < 0) {
-        j->open_err = err;
-        snprintf(j->errmsg, sizeof(j->errmsg), "%s", ei != NULL ? ei->msg : "");
-        w_signal(j->w);
-        return;
-    }
-    j->opened = true;
-    j->conn_id = ringp2p_stream_conn(s)->id;
-    j->shard = ringp2p_stream_conn(s)->shard;
-    if (strcmp(ringp2p_stream_protocol(s), "/echo/1.0.0") != 0 &&
-        strcmp(ringp2p_stream_protocol(s), "/ipfs/ping/1.0.0") != 0)
-        j->bad = true;
-    ringp2p_stream_set_callbacks(s, &job_cbs, j);
-    job_pump(s, j);
-}
-
-static int open_job(ringp2p_node *n, ringp2p_multiaddr *to, const char *proto, job *j)
-{
-    const char *protos[1] = { proto };
-    return ringp2p_node_new_stream(n, to, protos, 1, job_open, j);
-}
-
 /* ---- tests -------------------------------------------------------------------------------- */
 
 TestSuite(host, .timeout = 60);
@@ -151,31 +61,24 @@ Test(host, echo_many_streams)
     ringp2p_node *srv = mk_node(true, NULL);
     ringp2p_multiaddr *to = addr_of(srv);
     ringp2p_node *cl[CLIENTS];
-    static job jobs[CLIENTS][PER];
+    static echo_job jobs[CLIENTS][PER];
     waiter w;
     w_init(&w);
     for (int c = 0; c < CLIENTS; c++) {
         cl[c] = mk_node(false, NULL);
-        for (int i = 0; i < PER; i++) {
-            job *j = &jobs[c][i];
-            memset(j, 0, sizeof(*j));
-            j->seed = (uint32_t)(c * 1000 + i);
-            j->len = 1000 + (size_t)i * 3001; /* up to ~240 KiB: crosses yamux windows */
-            j->w = &w;
-            cr_assert_eq(open_job(cl[c], to, "/echo/1.0.0", j), 0);
-        }
+        /* up to ~240 KiB: crosses yamux windows */
+        echo_start_many(cl[c], to, jobs[c], PER, (uint32_t)(c * 1000), 1000, 3001, &w);
     }
     int got = w_wait(&w, CLIENTS * PER, 45000);
     cr_assert_eq(got, CLIENTS * PER, "only %d of %d streams finished", got, CLIENTS * PER);
-    for (int c = 0; c < CLIENTS; c++)
-        for (int i = 0; i < PER; i++) {
-            job *j = &jobs[c][i];
-            cr_assert_eq(j->open_err, 0, "client %d stream %d: %s", c, i, j->errmsg);
-            cr_assert(!j->bad, "client %d stream %d: wrong bytes", c, i);
-            cr_assert_eq(j->got, j->len, "client %d stream %d: %zu of %zu", c, i, j->got, j->len);
-            cr_assert_eq(j->close_err, 0);
-            cr_assert_eq(j->conn_id, jobs[c][0].conn_id, "streams of one client share a conn");
-        }
+    for (int c = 0; c < CLIENTS; c++) {
+        char what[32];
+        snprintf(what, sizeof(what), "client %d", c);
+        echo_check(what, jobs[c], PER, NULL, NULL);
+        for (int i = 0; i < PER; i++)
+            cr_assert_eq(jobs[c][i].conn_id, jobs[c][0].conn_id,
+                         "streams of one client share a conn");
+    }
     for (int c = 0; c < CLIENTS; c++) ringp2p_node_free(cl[c]);
     ringp2p_node_free(srv);
     ringp2p_multiaddr_free(to);
@@ -188,8 +91,8 @@ Test(host, ping)
     ringp2p_multiaddr *to = addr_of(srv);
     waiter w;
     w_init(&w);
-    job j = { .seed = 7, .len = 32, .w = &w };
-    cr_assert_eq(open_job(cli, to, "/ipfs/ping/1.0.0", &j), 0);
+    echo_job j = { .seed = 7, .len = 32, .w = &w };
+    cr_assert_eq(echo_open(cli, to, "/ipfs/ping/1.0.0", &j), 0);
     cr_assert_eq(w_wait(&w, 1, 10000), 1);
     cr_assert_eq(j.open_err, 0, "%s", j.errmsg);
     cr_assert(!j.bad);
@@ -207,8 +110,8 @@ Test(host, identify_both_ways)
     ringp2p_multiaddr *to = addr_of(srv);
     waiter w;
     w_init(&w);
-    job j = { .seed = 1, .len = 10, .w = &w };
-    cr_assert_eq(open_job(cli, to, "/echo/1.0.0", &j), 0);
+    echo_job j = { .seed = 1, .len = 10, .w = &w };
+    cr_assert_eq(echo_open(cli, to, ECHO_PROTO, &j), 0);
     cr_assert_eq(w_wait(&w, 1, 10000), 1);
     cr_assert_eq(w_wait(&ls.w, 1, 10000), 1, "server identified the client");
     cr_assert_eq(w_wait(&lc.w, 1, 10000), 1, "client identified the server");
@@ -227,28 +130,15 @@ Test(host, peer_id_mismatch)
 {
     ringp2p_node *srv = mk_node(true, NULL), *cli = mk_node(false, NULL);
     ringp2p_multiaddr *to = addr_of(srv);
-    char text[512];
-    cr_assert_gt(ringp2p_multiaddr_to_string(to, text, sizeof(text)), 0);
-    /* swap the /p2p/ for a fresh key's ID */
-    ringp2p_privkey *k;
-    cr_assert_eq(ringp2p_privkey_generate(RINGP2P_KEY_ED25519, &k), 0);
-    ringp2p_peer_id other;
-    ringp2p_peer_id_from_pubkey(ringp2p_privkey_public(k), &other);
     char ids[RINGP2P_PEER_ID_STR_MAX];
-    ringp2p_peer_id_to_string(&other, ids, sizeof(ids));
-    *strstr(text, "/p2p/") = 0;
-    strcat(text, "/p2p/");
-    strcat(text, ids);
-    ringp2p_multiaddr *bad;
-    cr_assert_eq(ringp2p_multiaddr_parse(text, &bad, NULL), 0);
+    ringp2p_multiaddr *bad = addr_of_other_peer(to, RINGP2P_KEY_ED25519, ids, sizeof(ids));
     waiter w;
     w_init(&w);
-    job j = { .seed = 1, .len = 10, .w = &w };
-    cr_assert_eq(open_job(cli, bad, "/echo/1.0.0", &j), 0);
+    echo_job j = { .seed = 1, .len = 10, .w = &w };
+    cr_assert_eq(echo_open(cli, bad, ECHO_PROTO, &j), 0);
     cr_assert_eq(w_wait(&w, 1, 10000), 1);
     cr_assert_eq(j.open_err, RINGP2P_EPEERMISMATCH, "got %d: %s", j.open_err, j.errmsg);
     cr_assert_not_null(strstr(j.errmsg, ids), "message names the expected ID: %s", j.errmsg);
-    ringp2p_privkey_free(k);
     ringp2p_multiaddr_free(bad);
     ringp2p_multiaddr_free(to);
     ringp2p_node_free(cli);
@@ -262,13 +152,13 @@ Test(host, no_common_protocol)
     ringp2p_multiaddr *to = addr_of(srv);
     waiter w;
     w_init(&w);
-    job j = { .seed = 1, .len = 10, .w = &w };
-    cr_assert_eq(open_job(cli, to, "/nope/1.0.0", &j), 0);
+    echo_job j = { .seed = 1, .len = 10, .w = &w };
+    cr_assert_eq(echo_open(cli, to, "/nope/1.0.0", &j), 0);
     cr_assert_eq(w_wait(&w, 1, 10000), 1);
     cr_assert_eq(j.open_err, RINGP2P_ENEGOTIATION, "got %d: %s", j.open_err, j.errmsg);
     /* the connection survives: echo still works on it */
-    job k = { .seed = 2, .len = 1000, .w = &w };
-    cr_assert_eq(open_job(cli, to, "/echo/1.0.0", &k), 0);
+    echo_job k = { .seed = 2, .len = 1000, .w = &w };
+    cr_assert_eq(echo_open(cli, to, ECHO_PROTO, &k), 0);
     cr_assert_eq(w_wait(&w, 2, 10000), 2);
     cr_assert_eq(k.open_err, 0);
     cr_assert_eq(k.got, 1000);
@@ -285,8 +175,8 @@ Test(host, refused)
     cr_assert_eq(ringp2p_multiaddr_parse("/ip4/127.0.0.1/tcp/1", &to, NULL), 0);
     waiter w;
     w_init(&w);
-    job j = { .seed = 1, .len = 10, .w = &w };
-    cr_assert_eq(open_job(cli, to, "/echo/1.0.0", &j), 0);
+    echo_job j = { .seed = 1, .len = 10, .w = &w };
+    cr_assert_eq(echo_open(cli, to, ECHO_PROTO, &j), 0);
     cr_assert_eq(w_wait(&w, 1, 10000), 1);
     cr_assert_eq(j.open_err, RINGP2P_ECONNREFUSED, "got %d: %s", j.open_err, j.errmsg);
     ringp2p_node_free(cli);
@@ -296,13 +186,13 @@ Test(host, refused)
 typedef struct reuse_arg {
     ringp2p_node *n;
     ringp2p_multiaddr *to;
-    job *j;
+    echo_job *j;
 } reuse_arg;
 
 static void *reuse_thread(void *p)
 {
     reuse_arg *a = p;
-    open_job(a->n, a->to, "/echo/1.0.0", a->j);
+    echo_open(a->n, a->to, ECHO_PROTO, a->j);
     return NULL;
 }
 
@@ -316,8 +206,8 @@ Test(host, reuse_across_threads)
     ringp2p_multiaddr *to = addr_of(srv);
     waiter w;
     w_init(&w);
-    job a = { .seed = 3, .len = 5000, .w = &w }, b = { .seed = 4, .len = 5000, .w = &w };
-    cr_assert_eq(open_job(cli, to, "/echo/1.0.0", &a), 0);
+    echo_job a = { .seed = 3, .len = 5000, .w = &w }, b = { .seed = 4, .len = 5000, .w = &w };
+    cr_assert_eq(echo_open(cli, to, ECHO_PROTO, &a), 0);
     cr_assert_eq(w_wait(&w, 1, 10000), 1);
     reuse_arg ra = { cli, to, &b };
     pthread_t t;
@@ -349,17 +239,17 @@ Test(host, new_stream_by_peer_id)
     cr_assert_eq(ringp2p_multiaddr_parse(text, &bare, NULL), 0);
     waiter w;
     w_init(&w);
-    job none = { .seed = 5, .len = 10, .w = &w };
-    job a = { .seed = 6, .len = 4000, .w = &w }, b = { .seed = 7, .len = 4000, .w = &w };
+    echo_job none = { .seed = 5, .len = 10, .w = &w };
+    echo_job a = { .seed = 6, .len = 4000, .w = &w }, b = { .seed = 7, .len = 4000, .w = &w };
 
-    cr_assert_eq(open_job(cli, bare, "/echo/1.0.0", &none), 0);
+    cr_assert_eq(echo_open(cli, bare, ECHO_PROTO, &none), 0);
     cr_assert_eq(w_wait(&w, 1, 10000), 1);
     cr_assert_eq(none.open_err, RINGP2P_ENOENT);
     cr_assert_not_null(strstr(none.errmsg, "not connected"), "%s", none.errmsg);
 
-    cr_assert_eq(open_job(cli, to, "/echo/1.0.0", &a), 0);
+    cr_assert_eq(echo_open(cli, to, ECHO_PROTO, &a), 0);
     cr_assert_eq(w_wait(&w, 2, 10000), 2);
-    cr_assert_eq(open_job(cli, bare, "/echo/1.0.0", &b), 0);
+    cr_assert_eq(echo_open(cli, bare, ECHO_PROTO, &b), 0);
     cr_assert_eq(w_wait(&w, 3, 10000), 3);
     cr_assert_eq(b.open_err, 0, "%s", b.errmsg);
     cr_assert_eq(b.conn_id, a.conn_id, "the bare peer ID used the existing connection");
@@ -382,11 +272,11 @@ Test(host, stop_with_open_streams)
     ringp2p_multiaddr *to = addr_of(srv);
     waiter w;
     w_init(&w);
-    static job js[N];
+    static echo_job js[N];
     for (int i = 0; i < N; i++) {
         memset(&js[i], 0, sizeof(js[i]));
-        js[i] = (job){ .seed = (uint32_t)i, .len = 3000, .no_close = true, .w = &w };
-        cr_assert_eq(open_job(cli, to, "/echo/1.0.0", &js[i]), 0);
+        js[i] = (echo_job){ .seed = (uint32_t)i, .len = 3000, .no_close = true, .w = &w };
+        cr_assert_eq(echo_open(cli, to, ECHO_PROTO, &js[i]), 0);
     }
     cr_assert_eq(w_wait(&w, N, 10000), N, "all echoes back");
     ringp2p_node_free(cli);
@@ -404,41 +294,13 @@ Test(host, stop_with_open_streams)
  * writer ahead of the reader (backpressure both ways), every byte checked,
  * then a clean end of stream (read returns 0).
  */
-typedef struct bs_writer {
-    ringp2p_bstream *bs;
-    size_t len;
-    ssize_t result;
-} bs_writer;
-
-static void *bs_write_thread(void *p)
-{
-    bs_writer *w = p;
-    uint8_t buf[8192];
-    size_t off = 0;
-    while (off < w->len) {
-        size_t n = w->len - off < sizeof(buf) ? w->len - off : sizeof(buf);
-        for (size_t i = 0; i < n; i++) buf[i] = pat(9, off + i);
-        ssize_t r = ringp2p_bstream_write(w->bs, buf, n, 10000);
-        if (r != (ssize_t)n) {
-            w->result = r;
-            return NULL;
-        }
-        off += n;
-    }
-    w->result = ringp2p_bstream_close_write(w->bs);
-    return NULL;
-}
-
 /* Echo `total` bytes through the blocking side: a writer thread and this (reader) thread. */
 static void bstream_echo_run(size_t total)
 {
     ringp2p_node *srv = mk_node(true, NULL), *cli = mk_node(false, NULL);
     ringp2p_multiaddr *to = addr_of(srv);
-    const char *protos[1] = { "/echo/1.0.0" };
-    ringp2p_bstream *bs;
-    ringp2p_errinfo ei;
-    cr_assert_eq(ringp2p_bstream_open(cli, to, protos, 1, 10000, &bs, &ei), 0, "%s", ei.msg);
-    bs_writer w = { bs, total, 0 };
+    ringp2p_bstream *bs = bstream_to(cli, to, ECHO_PROTO, 10000);
+    bs_writer w = { .bs = bs, .seed = 9, .len = total, .chunk = 8192, .timeout_ms = 10000 };
     pthread_t t;
     pthread_create(&t, NULL, bs_write_thread, &w);
     size_t got = 0;
@@ -446,8 +308,7 @@ static void bstream_echo_run(size_t total)
     uint8_t buf[5000];
     ssize_t n;
     while ((n = ringp2p_bstream_read(bs, buf, sizeof(buf), 10000)) > 0) {
-        for (ssize_t i = 0; i < n; i++)
-            if (buf[i] != pat(9, got + (size_t)i)) bad = true;
+        if (pat_differs(9, got, buf, (size_t)n)) bad = true;
         got += (size_t)n;
     }
     pthread_join(t, NULL);

@@ -29,6 +29,7 @@
 #include "host/host.h"
 #include "protocols/identify.h"
 #include "ringp2p/node.h"
+#include "hostutil.h"
 #include "testutil.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
@@ -109,24 +110,15 @@ typedef struct node_opts {
 
 static ringp2p_node *mk(const node_opts *o)
 {
-    ringp2p_config *cfg = ringp2p_config_new();
-    cr_assert_not_null(cfg);
-    ringp2p_errinfo ei;
-    if (o->listen != NULL) cr_assert_eq(ringp2p_config_listen(cfg, o->listen, &ei), 0);
-    ringp2p_config_shards(cfg, 2);
+    ringp2p_config *cfg = host_config(o->listen, 2);
     if (o->ev != NULL) ringp2p_config_events(cfg, on_event, o->ev);
     if (o->max_conns != 0) ringp2p_config_limit(cfg, RINGP2P_LIMIT_CONNECTIONS, o->max_conns);
     if (o->neg_ms != 0) ringp2p_config_limit(cfg, RINGP2P_LIMIT_NEGOTIATION_TIMEOUT_MS, o->neg_ms);
-    ringp2p_node *n;
-    cr_assert_eq(ringp2p_node_new(cfg, &n, &ei), 0, "%s", ei.msg);
-    ringp2p_config_free(cfg);
+    ringp2p_node *n = host_new(cfg);
     /* all nodes share 127.0.0.1: count observers by peer ID */
     rp_obsaddr_config oc = { .by_peer_only = true, .ttl_ns = o->obs_ttl_ns };
     rp_host_set_obsaddr(n, &oc);
-    int r = ringp2p_node_start(n, &ei);
-    if (r == RINGP2P_EUNSUPPORTED) cr_skip_test("io_uring unsupported: %s", ei.msg);
-    cr_assert_eq(r, 0, "start: %s", ei.msg);
-    return n;
+    return host_start(n);
 }
 
 static size_t n_addrs(ringp2p_node *n)
@@ -153,31 +145,12 @@ static bool advertises(ringp2p_node *n, const uint8_t *bin, size_t len)
     return found;
 }
 
-static ringp2p_multiaddr *first_addr(ringp2p_node *n)
-{
-    ringp2p_multiaddr *a[RP_HOST_ADDRS_MAX];
-    size_t k = ringp2p_node_addrs(n, a, RP_HOST_ADDRS_MAX);
-    cr_assert_geq(k, 1);
-    for (size_t i = 1; i < k && i < RP_HOST_ADDRS_MAX; i++) ringp2p_multiaddr_free(a[i]);
-    return a[0];
-}
-
 /* A stream that opens, sends a few bytes to echo and closes: it brings a connection up. */
 typedef struct opener {
     waiter w;
     _Atomic int err;
     char msg[RINGP2P_ERRINFO_MSG_MAX];
 } opener;
-
-static void nop_data(ringp2p_stream *s, void *ctx, const uint8_t *d, size_t len)
-{
-    (void)s, (void)ctx, (void)d, (void)len;
-}
-
-static void nop_close(ringp2p_stream *s, void *ctx, int err)
-{
-    (void)s, (void)ctx, (void)err;
-}
 
 static const ringp2p_stream_callbacks nop_cbs = { .on_data = nop_data, .on_close = nop_close };
 
@@ -224,16 +197,7 @@ static void liar_identify(ringp2p_node *n, ringp2p_stream *s, void *ctx)
     rp_identify_msg_init(&m);
     m.observed_addr = rp_iov_make(l->addr, l->len);
     m.agent_version = rp_iov_make("liar", 4);
-    uint8_t buf[128];
-    ssize_t len = rp_identify_msg_encode(&m, buf + 1, sizeof(buf) - 1);
-    ringp2p_stream_set_callbacks(s, &nop_cbs, NULL);
-    if (len <= 0 || len > 127) {
-        ringp2p_stream_reset(s);
-        return;
-    }
-    buf[0] = (uint8_t)len; /* the varint length prefix, one byte */
-    ringp2p_stream_write(s, buf, (size_t)len + 1);
-    ringp2p_stream_close_write(s);
+    identify_answer(s, &m);
 }
 
 static ringp2p_node *mk_liar(evs *ev, lie *l)
@@ -482,27 +446,6 @@ Test(host_addrs, connection_limit)
     ringp2p_multiaddr_free(to);
 }
 
-/* A server that stalls its shard for 1 s once data arrives on /stall/1.0.0 (a stuck peer). */
-typedef struct stall {
-    waiter w;
-} stall;
-
-static void stall_data(ringp2p_stream *s, void *ctx, const uint8_t *d, size_t len)
-{
-    stall *st = ctx;
-    (void)s, (void)d, (void)len;
-    w_signal(&st->w);
-    usleep(1000000);
-}
-
-static const ringp2p_stream_callbacks stall_cbs = { .on_data = stall_data, .on_close = nop_close };
-
-static void stall_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx)
-{
-    (void)n;
-    ringp2p_stream_set_callbacks(s, &stall_cbs, ctx);
-}
-
 /*
  * RINGP2P_LIMIT_NEGOTIATION_TIMEOUT_MS 300 on the client: a stream whose
  * multistream-select the (stalled) server does not answer in time is reset
@@ -510,8 +453,8 @@ static void stall_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx)
  */
 Test(host_addrs, negotiation_timeout)
 {
-    static stall st;
-    w_init(&st.w);
+    static stall st = { .ms = 1000 }; /* a server stalled for 1 s on /stall/1.0.0 */
+    w_init(&st.started);
     node_opts os = { .listen = "/ip4/127.0.0.1/tcp/0" };
     ringp2p_node *srv = mk(&os);
     cr_assert_eq(ringp2p_node_set_stream_handler(srv, "/stall/1.0.0", stall_handler, &st), 0);
@@ -522,7 +465,7 @@ Test(host_addrs, negotiation_timeout)
     w_init(&o1.w);
     const char *stall_p[1] = { "/stall/1.0.0" };
     cr_assert_eq(ringp2p_node_new_stream(cli, to, stall_p, 1, opened, &o1), 0);
-    cr_assert_eq(w_wait(&st.w, 1, 10000), 1, "the server is stalled");
+    cr_assert_eq(w_wait(&st.started, 1, 10000), 1, "the server is stalled");
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     /* two protocols: negotiated fully (one that identify listed would be opened lazily) */

@@ -27,12 +27,6 @@
 #include "ringp2p/node.h"
 #include "hostutil.h"
 
-#define WAIT_UNTIL(cond, ms)                                                \
-    ({                                                                      \
-        for (int wu_i_ = 0; !(cond) && wu_i_ < (ms); wu_i_++) usleep(1000); \
-        (cond);                                                             \
-    })
-
 /* Server dial timeout in these tests: failures are answered after it. */
 #define DIAL_TIMEOUT_MS 300
 
@@ -103,21 +97,17 @@ static int logged(alog *l, int *field)
  */
 static ringp2p_node *anode(const char *const *listen, size_t nlisten, unsigned flags, alog *l)
 {
-    ringp2p_config *cfg = ringp2p_config_new();
-    cr_assert_not_null(cfg);
+    ringp2p_config *cfg = host_config(NULL, 2);
     ringp2p_errinfo ei;
     for (size_t i = 0; i < nlisten; i++)
         cr_assert_eq(ringp2p_config_listen(cfg, listen[i], &ei), 0, "%s", ei.msg);
-    ringp2p_config_shards(cfg, 2);
     cr_assert_eq(ringp2p_config_autonat(cfg, flags), 0);
     if (l != NULL) {
         memset(l, 0, sizeof(*l));
         pthread_mutex_init(&l->mu, NULL);
         ringp2p_config_events(cfg, ev_fn, l);
     }
-    ringp2p_node *n;
-    cr_assert_eq(ringp2p_node_new(cfg, &n, &ei), 0, "%s", ei.msg);
-    ringp2p_config_free(cfg);
+    ringp2p_node *n = host_new(cfg);
     if (flags & RINGP2P_AUTONAT_SERVER) {
         rp_autonat_server_config sc;
         rp_autonat_server_config_default(&sc);
@@ -125,10 +115,7 @@ static ringp2p_node *anode(const char *const *listen, size_t nlisten, unsigned f
         sc.dial_timeout_ns = (uint64_t)DIAL_TIMEOUT_MS * 1000000;
         rp_autonat_svc_test_config(n, &sc, NULL);
     }
-    int r = ringp2p_node_start(n, &ei);
-    if (r == RINGP2P_EUNSUPPORTED) cr_skip_test("io_uring unsupported: %s", ei.msg);
-    cr_assert_eq(r, 0, "start: %s", ei.msg);
-    return n;
+    return host_start(n);
 }
 
 static const char *const SERVER_LISTEN[] = { "/ip4/127.0.0.3/tcp/0" };
@@ -143,10 +130,7 @@ static ringp2p_node *server_node(alog *l)
 static ringp2p_bstream *open_to(ringp2p_node *from, ringp2p_node *to, const char *proto)
 {
     ringp2p_multiaddr *a = addr_of(to);
-    const char *protos[1] = { proto };
-    ringp2p_bstream *bs;
-    ringp2p_errinfo ei;
-    cr_assert_eq(ringp2p_bstream_open(from, a, protos, 1, 5000, &bs, &ei), 0, "%s", ei.msg);
+    ringp2p_bstream *bs = bstream_to(from, a, proto, 5000);
     ringp2p_multiaddr_free(a);
     return bs;
 }

@@ -43,22 +43,12 @@ static int events(rlog *l)
 
 static ringp2p_node *node(const char *listen, unsigned flags, uint64_t dial_ms, rlog *l)
 {
-    ringp2p_config *cfg = ringp2p_config_new();
-    cr_assert_not_null(cfg);
-    ringp2p_errinfo ei;
-    if (listen != NULL) cr_assert_eq(ringp2p_config_listen(cfg, listen, &ei), 0, "%s", ei.msg);
-    ringp2p_config_shards(cfg, 1);
+    ringp2p_config *cfg = host_config(listen, 1);
     cr_assert_eq(ringp2p_config_autonat(cfg, flags), 0);
     if (dial_ms != 0)
         cr_assert_eq(ringp2p_config_limit(cfg, RINGP2P_LIMIT_AUTONAT_DIAL_TIMEOUT_MS, dial_ms), 0);
     if (l != NULL) ringp2p_config_events(cfg, ev_fn, l);
-    ringp2p_node *n;
-    cr_assert_eq(ringp2p_node_new(cfg, &n, &ei), 0, "%s", ei.msg);
-    ringp2p_config_free(cfg);
-    int r = ringp2p_node_start(n, &ei);
-    if (r == RINGP2P_EUNSUPPORTED) cr_skip_test("io_uring unsupported: %s", ei.msg);
-    cr_assert_eq(r, 0, "start: %s", ei.msg);
-    return n;
+    return host_start(host_new(cfg));
 }
 
 Test(host_autonat_timeout, the_limit_is_known_and_the_next_one_is_not)
@@ -80,13 +70,10 @@ Test(host_autonat_timeout, a_failed_dial_back_is_answered_at_the_configured_time
      * answers on */
     ringp2p_node *cli = node(NULL, RINGP2P_AUTONAT_CLIENT | RINGP2P_AUTONAT_ALLOW_PRIVATE, 0, &l);
     ringp2p_multiaddr *a = addr_of(srv);
-    const char *proto[1] = { "/ipfs/ping/1.0.0" };
-    ringp2p_bstream *bs;
-    ringp2p_errinfo ei;
     uint64_t t0 = rp_clock_ns();
-    cr_assert_eq(ringp2p_bstream_open(cli, a, proto, 1, 5000, &bs, &ei), 0, "%s", ei.msg);
+    ringp2p_bstream *bs = bstream_to(cli, a, "/ipfs/ping/1.0.0", 5000);
     ringp2p_multiaddr_free(a);
-    for (int i = 0; i < 3000 && events(&l) == 0; i++) usleep(1000);
+    WAIT_UNTIL(events(&l) > 0, 3000);
     uint64_t ms = (rp_clock_ns() - t0) / 1000000;
     cr_assert_eq(events(&l), 1, "no reachability event after %llu ms", (unsigned long long)ms);
     cr_assert_eq(l.last, RINGP2P_REACHABILITY_PRIVATE);

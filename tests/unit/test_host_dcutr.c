@@ -27,14 +27,6 @@
 #include "ringp2p/node.h"
 #include "hostutil.h"
 
-#define WAIT_UNTIL(cond, ms)                                                \
-    ({                                                                      \
-        for (int wu_i_ = 0; !(cond) && wu_i_ < (ms); wu_i_++) usleep(1000); \
-        (cond);                                                             \
-    })
-
-#define ECHO "/echo/1.0.0"
-
 /* ---- events -------------------------------------------------------------------------------- */
 
 typedef struct hlog {
@@ -105,24 +97,16 @@ typedef struct nopts {
 
 static ringp2p_node *mk_node(nopts o)
 {
-    ringp2p_config *cfg = ringp2p_config_new();
-    cr_assert_not_null(cfg);
+    ringp2p_config *cfg = host_config(HOST_LOOPBACK, 2);
     ringp2p_errinfo ei;
-    cr_assert_eq(ringp2p_config_listen(cfg, "/ip4/127.0.0.1/tcp/0", &ei), 0);
-    ringp2p_config_shards(cfg, 2);
     ringp2p_config_autonat(cfg, 0);
     cr_assert_eq(ringp2p_config_dcutr(cfg, o.dcutr), 0);
     if (o.service) cr_assert_eq(ringp2p_config_relay_service(cfg, true, NULL), 0);
     if (o.relay != NULL) cr_assert_eq(ringp2p_config_relay(cfg, o.relay, &ei), 0, "%s", ei.msg);
     if (o.log != NULL) ringp2p_config_events(cfg, on_event, o.log);
-    ringp2p_node *n;
-    cr_assert_eq(ringp2p_node_new(cfg, &n, &ei), 0, "%s", ei.msg);
-    ringp2p_config_free(cfg);
+    ringp2p_node *n = host_new(cfg);
     if (o.test != NULL) rp_dcutr_svc_test_set(n, o.test);
-    int r = ringp2p_node_start(n, &ei);
-    if (r == RINGP2P_EUNSUPPORTED) cr_skip_test("io_uring unsupported: %s", ei.msg);
-    cr_assert_eq(r, 0, "start: %s", ei.msg);
-    return n;
+    return host_start(n);
 }
 
 static void text_of(ringp2p_node *n, char *buf, size_t cap)
@@ -174,67 +158,16 @@ static void trio_down(trio *t)
 
 /* ---- echo streams -------------------------------------------------------------------------- */
 
-/* One echo: 1000 bytes out and back over a fresh stream, from inside its callbacks. */
-typedef struct echoc {
-    _Atomic size_t got;
-    _Atomic bool done, relayed;
-    _Atomic int open_err, close_err;
-    char errmsg[RINGP2P_ERRINFO_MSG_MAX];
-} echoc;
-
 #define ECHO_LEN 1000
 
-static void ec_data(ringp2p_stream *s, void *ctx, const uint8_t *d, size_t len)
-{
-    echoc *e = ctx;
-    (void)s;
-    (void)d;
-    e->got += len;
-}
-
-static void ec_close(ringp2p_stream *s, void *ctx, int err)
-{
-    echoc *e = ctx;
-    (void)s;
-    e->close_err = err;
-    e->done = true;
-}
-
-static const ringp2p_stream_callbacks ec_cbs = {
-    .on_data = ec_data,
-    .on_close = ec_close,
-};
-
-static void ec_open(ringp2p_node *n, ringp2p_stream *s, int err, const ringp2p_errinfo *ei,
-                    void *ctx)
-{
-    static const uint8_t buf[ECHO_LEN];
-    echoc *e = ctx;
-    (void)n;
-    if (err < 0) {
-        snprintf(e->errmsg, sizeof(e->errmsg), "%s", ei != NULL ? ei->msg : "");
-        e->open_err = err;
-        e->done = true;
-        return;
-    }
-    e->relayed = ringp2p_stream_conn(s)->relayed;
-    ringp2p_stream_set_callbacks(s, &ec_cbs, e);
-    ringp2p_stream_write(s, buf, sizeof(buf));
-    ringp2p_stream_close_write(s);
-}
-
-/* An echo from n to `to` (text); returns whether it went over a relayed connection. */
+/* An echo of 1000 bytes from n to `to` (text); returns whether it went over a relayed conn. */
 static bool echo_run(ringp2p_node *n, const char *to)
 {
-    echoc e;
+    echo_job e;
     memset(&e, 0, sizeof(e));
-    ringp2p_multiaddr *ma;
-    ringp2p_errinfo ei;
-    cr_assert_eq(ringp2p_multiaddr_parse(to, &ma, &ei), 0, "%s", ei.msg);
-    const char *protos[1] = { ECHO };
-    cr_assert_eq(ringp2p_node_new_stream(n, ma, protos, 1, ec_open, &e), 0);
-    ringp2p_multiaddr_free(ma);
-    cr_assert(WAIT_UNTIL(e.done, 10000), "the echo to %s did not end", to);
+    e.len = ECHO_LEN;
+    e.lax = true;
+    echo_to(n, to, &e, 10000);
     cr_assert_eq(e.open_err, 0, "echo to %s: %s", to, e.errmsg);
     cr_assert_eq(e.close_err, 0, "echo to %s ended with %d", to, (int)e.close_err);
     cr_assert_eq(e.got, ECHO_LEN);
@@ -279,10 +212,7 @@ Test(host_dcutr, punch_upgrades_to_direct)
     /* A stream over the relay: it makes the relayed connection, and it stays open */
     ringp2p_multiaddr *ma;
     cr_assert_eq(ringp2p_multiaddr_parse(t.circ, &ma, NULL), 0);
-    const char *protos[1] = { ECHO };
-    ringp2p_bstream *held;
-    ringp2p_errinfo ei;
-    cr_assert_eq(ringp2p_bstream_open(t.a, ma, protos, 1, 5000, &held, &ei), 0, "%s", ei.msg);
+    ringp2p_bstream *held = bstream_to(t.a, ma, ECHO_PROTO, 5000);
     ringp2p_multiaddr_free(ma);
     bs_echo(held);
     cr_assert(WAIT_UNTIL(t.bl.hp_ok + t.bl.hp_fail > 0, 8000), "B reported no hole punch");

@@ -16,10 +16,10 @@
 
 #include "protocols/identify.h"
 #include "ringp2p/node.h"
+#include "hostutil.h"
 #include "testutil.h"
 
-#define ECHO  "/echo/1.0.0"
-#define STALL "/stall/1.0.0"
+#define STALL "/stall/1.0.0" /* a stall (hostutil.h): blocks the server's only shard */
 #define GHOST "/ghost/1.0.0"
 
 static double now_ms(void)
@@ -44,67 +44,15 @@ static void on_event(ringp2p_node *n, const ringp2p_event *ev, void *ctx)
 /* One shard, so that every stream of a connection meets the same stalled thread. */
 static ringp2p_node *mk(bool listen, evs *ev, uint64_t neg_ms)
 {
-    ringp2p_config *cfg = ringp2p_config_new();
-    cr_assert_not_null(cfg);
-    ringp2p_errinfo ei;
-    if (listen) cr_assert_eq(ringp2p_config_listen(cfg, "/ip4/127.0.0.1/tcp/0", &ei), 0);
-    ringp2p_config_shards(cfg, 1);
+    ringp2p_config *cfg = host_config(listen ? HOST_LOOPBACK : NULL, 1);
     if (ev != NULL) ringp2p_config_events(cfg, on_event, ev);
     if (neg_ms != 0) ringp2p_config_limit(cfg, RINGP2P_LIMIT_NEGOTIATION_TIMEOUT_MS, neg_ms);
-    ringp2p_node *n;
-    cr_assert_eq(ringp2p_node_new(cfg, &n, &ei), 0, "%s", ei.msg);
-    ringp2p_config_free(cfg);
-    int r = ringp2p_node_start(n, &ei);
-    if (r == RINGP2P_EUNSUPPORTED) cr_skip_test("io_uring unsupported: %s", ei.msg);
-    cr_assert_eq(r, 0, "start: %s", ei.msg);
-    return n;
-}
-
-static ringp2p_multiaddr *addr_of(ringp2p_node *n)
-{
-    ringp2p_multiaddr *a[4];
-    size_t k = ringp2p_node_addrs(n, a, 4);
-    cr_assert_geq(k, 1);
-    for (size_t i = 1; i < k && i < 4; i++) ringp2p_multiaddr_free(a[i]);
-    cr_assert_not_null(a[0]);
-    return a[0];
+    return host_start(host_new(cfg));
 }
 
 /* ---- the server's handlers ---------------------------------------------------------------- */
 
-static void nop_data(ringp2p_stream *s, void *ctx, const uint8_t *d, size_t len)
-{
-    (void)s, (void)ctx, (void)d, (void)len;
-}
-
-static void nop_close(ringp2p_stream *s, void *ctx, int err)
-{
-    (void)s, (void)ctx, (void)err;
-}
-
-/* /stall/1.0.0: its first byte blocks the server's (only) shard for `ms`. */
-typedef struct stall {
-    waiter started;
-    int ms;
-} stall;
-
-static void stall_data(ringp2p_stream *s, void *ctx, const uint8_t *d, size_t len)
-{
-    stall *st = ctx;
-    (void)s, (void)d, (void)len;
-    w_signal(&st->started);
-    usleep((useconds_t)st->ms * 1000);
-}
-
-static const ringp2p_stream_callbacks stall_cbs = { .on_data = stall_data, .on_close = nop_close };
-
-static void stall_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx)
-{
-    (void)n;
-    ringp2p_stream_set_callbacks(s, &stall_cbs, ctx);
-}
-
-/* An identify answer that lists GHOST (no handler) besides ECHO. */
+/* An identify answer that lists GHOST (no handler) besides ECHO_PROTO. */
 static void ghost_identify(ringp2p_node *n, ringp2p_stream *s, void *ctx)
 {
     (void)n, (void)ctx;
@@ -112,19 +60,9 @@ static void ghost_identify(ringp2p_node *n, ringp2p_stream *s, void *ctx)
     rp_identify_msg_init(&m);
     m.agent_version = rp_iov_make("ghost", 5);
     m.n_protocols = 2;
-    m.protocols[0] = rp_iov_make(ECHO, strlen(ECHO));
+    m.protocols[0] = rp_iov_make(ECHO_PROTO, strlen(ECHO_PROTO));
     m.protocols[1] = rp_iov_make(GHOST, strlen(GHOST));
-    uint8_t buf[128];
-    ssize_t len = rp_identify_msg_encode(&m, buf + 1, sizeof(buf) - 1);
-    static const ringp2p_stream_callbacks cbs = { .on_data = nop_data, .on_close = nop_close };
-    ringp2p_stream_set_callbacks(s, &cbs, NULL);
-    if (len <= 0 || len > 127) {
-        ringp2p_stream_reset(s);
-        return;
-    }
-    buf[0] = (uint8_t)len; /* the varint length prefix, one byte */
-    ringp2p_stream_write(s, buf, (size_t)len + 1);
-    ringp2p_stream_close_write(s);
+    identify_answer(s, &m);
 }
 
 /* ---- the client's streams ----------------------------------------------------------------- */
@@ -195,11 +133,54 @@ static void connect_identified(ringp2p_node *cli, evs *ev, ringp2p_multiaddr *to
 {
     opener o;
     op_init(&o, "x");
-    open1(cli, to, ECHO, &o);
+    open1(cli, to, ECHO_PROTO, &o);
     cr_assert_eq(w_wait(&o.opened, 1, 10000), 1, "the first open finished");
     cr_assert_eq(o.open_err, 0);
     cr_assert_eq(w_wait(&o.closed, 1, 10000), 1);
     cr_assert_geq(w_wait(&ev->identified, 1, 10000), 1, "identify applied");
+}
+
+/* A server and a client that has applied the server's identify. */
+typedef struct pair {
+    ringp2p_node *srv, *cli;
+    ringp2p_multiaddr *to;
+    evs ev;
+} pair;
+
+/* The server serves `proto` with h(ctx); the client's negotiation limit is neg_ms (0: default). */
+static void pair_up(pair *p, const char *proto, ringp2p_stream_handler h, void *ctx,
+                    uint64_t neg_ms)
+{
+    p->srv = mk(true, NULL, 0);
+    cr_assert_eq(ringp2p_node_set_stream_handler(p->srv, proto, h, ctx), 0);
+    p->to = first_addr(p->srv);
+    w_init(&p->ev.identified);
+    p->cli = mk(false, &p->ev, neg_ms);
+    connect_identified(p->cli, &p->ev, p->to);
+}
+
+static void pair_down(pair *p)
+{
+    ringp2p_node_free(p->cli);
+    ringp2p_node_free(p->srv);
+    ringp2p_multiaddr_free(p->to);
+}
+
+/*
+ * Blocks the server's shard with `os` on STALL, then opens `oe` on ECHO_PROTO
+ * sending "hello"; returns once oe opened, with the time it was asked for.
+ */
+static double stall_then_echo(pair *p, stall *st, opener *os, opener *oe)
+{
+    op_init(os, "z");
+    open1(p->cli, p->to, STALL, os);
+    cr_assert_eq(w_wait(&st->started, 1, 10000), 1, "the server is blocked");
+    double t0 = now_ms();
+    op_init(oe, "hello");
+    open1(p->cli, p->to, ECHO_PROTO, oe);
+    cr_assert_eq(w_wait(&oe->opened, 1, 10000), 1);
+    cr_assert_eq(oe->open_err, 0);
+    return t0;
 }
 
 TestSuite(host_lazy, .timeout = 60);
@@ -213,23 +194,10 @@ Test(host_lazy, open_does_not_wait_for_the_listener)
 {
     static stall st = { .ms = 700 };
     w_init(&st.started);
-    ringp2p_node *srv = mk(true, NULL, 0);
-    cr_assert_eq(ringp2p_node_set_stream_handler(srv, STALL, stall_handler, &st), 0);
-    ringp2p_multiaddr *to = addr_of(srv);
-    static evs ev;
-    w_init(&ev.identified);
-    ringp2p_node *cli = mk(false, &ev, 0);
-    connect_identified(cli, &ev, to);
-
+    static pair p;
+    pair_up(&p, STALL, stall_handler, &st, 0);
     opener os, oe;
-    op_init(&os, "z");
-    open1(cli, to, STALL, &os);
-    cr_assert_eq(w_wait(&st.started, 1, 10000), 1, "the server is blocked");
-    double t0 = now_ms();
-    op_init(&oe, "hello");
-    open1(cli, to, ECHO, &oe);
-    cr_assert_eq(w_wait(&oe.opened, 1, 10000), 1);
-    cr_assert_eq(oe.open_err, 0);
+    double t0 = stall_then_echo(&p, &st, &os, &oe);
     cr_assert_lt(oe.opened_at - t0, 300, "opened after %.0f ms: waited for the blocked listener",
                  oe.opened_at - t0);
     cr_assert_eq(w_wait(&oe.closed, 1, 10000), 1);
@@ -238,9 +206,7 @@ Test(host_lazy, open_does_not_wait_for_the_listener)
     cr_assert_arr_eq(oe.got, "hello", 5);
     cr_assert_gt(oe.closed_at - t0, 300, "the echo came back before the block ended");
     w_wait(&os.closed, 1, 10000);
-    ringp2p_node_free(cli);
-    ringp2p_node_free(srv);
-    ringp2p_multiaddr_free(to);
+    pair_down(&p);
 }
 
 /*
@@ -253,14 +219,10 @@ Test(host_lazy, open_does_not_wait_for_the_listener)
  */
 Test(host_lazy, refusal_after_a_lazy_open_ends_the_stream)
 {
-    ringp2p_node *srv = mk(true, NULL, 0);
-    cr_assert_eq(
-        ringp2p_node_set_stream_handler(srv, RP_IDENTIFY_PROTOCOL_ID, ghost_identify, NULL), 0);
-    ringp2p_multiaddr *to = addr_of(srv);
-    static evs ev;
-    w_init(&ev.identified);
-    ringp2p_node *cli = mk(false, &ev, 0);
-    connect_identified(cli, &ev, to);
+    static pair p;
+    pair_up(&p, RP_IDENTIFY_PROTOCOL_ID, ghost_identify, NULL, 0);
+    ringp2p_node *cli = p.cli;
+    ringp2p_multiaddr *to = p.to;
 
     opener o;
     op_init(&o, "boo");
@@ -292,13 +254,11 @@ Test(host_lazy, refusal_after_a_lazy_open_ends_the_stream)
     /* and the connection still serves the protocols the peer has */
     opener o3;
     op_init(&o3, "ok");
-    open1(cli, to, ECHO, &o3);
+    open1(cli, to, ECHO_PROTO, &o3);
     cr_assert_eq(w_wait(&o3.closed, 1, 10000), 1);
     cr_assert_eq(o3.close_err, 0);
     cr_assert_eq(o3.got_len, 2);
-    ringp2p_node_free(cli);
-    ringp2p_node_free(srv);
-    ringp2p_multiaddr_free(to);
+    pair_down(&p);
 }
 
 /*
@@ -309,32 +269,17 @@ Test(host_lazy, silent_listener_times_the_stream_out)
 {
     static stall st = { .ms = 1000 };
     w_init(&st.started);
-    ringp2p_node *srv = mk(true, NULL, 0);
-    cr_assert_eq(ringp2p_node_set_stream_handler(srv, STALL, stall_handler, &st), 0);
-    ringp2p_multiaddr *to = addr_of(srv);
-    static evs ev;
-    w_init(&ev.identified);
-    ringp2p_node *cli = mk(false, &ev, 300);
-    connect_identified(cli, &ev, to);
-
+    static pair p;
+    pair_up(&p, STALL, stall_handler, &st, 300);
     opener os, oe;
-    op_init(&os, "z");
-    open1(cli, to, STALL, &os);
-    cr_assert_eq(w_wait(&st.started, 1, 10000), 1, "the server is blocked");
-    double t0 = now_ms();
-    op_init(&oe, "hello");
-    open1(cli, to, ECHO, &oe);
-    cr_assert_eq(w_wait(&oe.opened, 1, 10000), 1);
-    cr_assert_eq(oe.open_err, 0);
+    double t0 = stall_then_echo(&p, &st, &os, &oe);
     cr_assert_eq(w_wait(&oe.closed, 1, 10000), 1);
     cr_assert_eq(oe.close_err, RINGP2P_ETIMEDOUT, "got %d", oe.close_err);
     double ms = oe.closed_at - t0;
     cr_assert(ms >= 250 && ms < 900, "ended after %.0f ms (limit 300)", ms);
     cr_assert_eq(oe.got_len, 0);
     w_wait(&os.closed, 1, 10000);
-    ringp2p_node_free(cli);
-    ringp2p_node_free(srv);
-    ringp2p_multiaddr_free(to);
+    pair_down(&p);
 }
 
 /* ---- addresses new_stream takes (parsed once, peer matched by its bytes) ------------------ */
@@ -355,7 +300,7 @@ static int open_result(ringp2p_node *cli, ringp2p_multiaddr *to)
     opener o;
     op_init(&o, "hi");
     int r = 0;
-    open1(cli, to, ECHO, &o);
+    open1(cli, to, ECHO_PROTO, &o);
     cr_assert_eq(w_wait(&o.opened, 1, 10000), 1);
     r = o.open_err;
     if (r == 0) {
@@ -376,7 +321,7 @@ static int open_result(ringp2p_node *cli, ringp2p_multiaddr *to)
 Test(host_lazy, new_stream_address_forms)
 {
     ringp2p_node *srv = mk(true, NULL, 0);
-    ringp2p_multiaddr *full = addr_of(srv);
+    ringp2p_multiaddr *full = first_addr(srv);
     char id[RINGP2P_PEER_ID_STR_MAX], other[RINGP2P_PEER_ID_STR_MAX], port[16];
     cr_assert_gt(ringp2p_peer_id_to_string(ringp2p_node_id(srv), id, sizeof(id)), 0);
     ringp2p_privkey *k = NULL;
@@ -394,7 +339,7 @@ Test(host_lazy, new_stream_address_forms)
     static evs ev;
     w_init(&ev.identified);
     ringp2p_node *cli = mk(false, &ev, 0);
-    const char *p[1] = { ECHO };
+    const char *p[1] = { ECHO_PROTO };
     ringp2p_multiaddr *bare = ma("/p2p/", id, "", "");
     cr_assert_eq(open_result(cli, bare), RINGP2P_ENOENT, "not connected yet");
     cr_assert_eq(open_result(cli, full), 0);

@@ -16,6 +16,7 @@
 #include "host/host.h"
 #include "protocols/perf.h"
 #include "ringp2p/node.h"
+#include "hostutil.h"
 #include "testutil.h"
 
 typedef struct pjob {
@@ -113,23 +114,6 @@ static void pj_open(ringp2p_node *n, ringp2p_stream *s, int err, const ringp2p_e
     pj_pump(s, j);
 }
 
-static ringp2p_node *mk(const char *sec, bool listen)
-{
-    ringp2p_config *cfg = ringp2p_config_new();
-    cr_assert_not_null(cfg);
-    ringp2p_errinfo ei;
-    if (listen) cr_assert_eq(ringp2p_config_listen(cfg, "/ip4/127.0.0.1/tcp/0", &ei), 0);
-    cr_assert_eq(ringp2p_config_security(cfg, sec, &ei), 0, "%s", ei.msg);
-    ringp2p_config_shards(cfg, 2);
-    ringp2p_node *n;
-    cr_assert_eq(ringp2p_node_new(cfg, &n, &ei), 0, "%s", ei.msg);
-    ringp2p_config_free(cfg);
-    int r = ringp2p_node_start(n, &ei);
-    if (r == RINGP2P_EUNSUPPORTED) cr_skip_test("io_uring unsupported: %s", ei.msg);
-    cr_assert_eq(r, 0, "start: %s", ei.msg);
-    return n;
-}
-
 #define MIB (UINT64_C(1) << 20)
 
 static const char *const perf_proto[1] = { RP_PERF_PROTOCOL_ID };
@@ -146,7 +130,8 @@ Test(host_perf, up_and_down_two_streams_each_security)
         { "signed", MIB + 1, 0 },    /* server closes without sending */
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-        ringp2p_node *srv = mk(cases[c].sec, true), *cli = mk(cases[c].sec, false);
+        ringp2p_node *srv = host_node(true, cases[c].sec, NULL, NULL);
+        ringp2p_node *cli = host_node(false, cases[c].sec, NULL, NULL);
         ringp2p_multiaddr *a[2];
         cr_assert_eq(ringp2p_node_addrs(srv, a, 2), 1);
         waiter w;
@@ -188,7 +173,8 @@ Test(host_perf, download_over_cap_is_reset)
         { UINT64_MAX, false },
         { 1, true },
     };
-    ringp2p_node *srv = mk("noise", true), *cli = mk("noise", false);
+    ringp2p_node *srv = host_node(true, "noise", NULL, NULL);
+    ringp2p_node *cli = host_node(false, "noise", NULL, NULL);
     ringp2p_multiaddr *a[2];
     cr_assert_eq(ringp2p_node_addrs(srv, a, 2), 1);
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {

@@ -24,13 +24,6 @@
 #include "hostutil.h"
 #include "testutil.h"
 
-/* Polls `cond` every millisecond for up to `ms`; the value of cond at the end. */
-#define WAIT_UNTIL(cond, ms)                                                \
-    ({                                                                      \
-        for (int wu_i_ = 0; !(cond) && wu_i_ < (ms); wu_i_++) usleep(1000); \
-        (cond);                                                             \
-    })
-
 /* ---- the relay node and its events -------------------------------------------------------- */
 
 typedef struct rlog {
@@ -70,24 +63,14 @@ static void relay_ev(ringp2p_node *n, const ringp2p_event *ev, void *ctx)
 /* A started relay (2 shards, 127.0.0.1:0): service on with `lim` (NULL: defaults) or off. */
 static ringp2p_node *relay_node(bool service, const ringp2p_relay_limits *lim, rlog *log)
 {
-    ringp2p_config *cfg = ringp2p_config_new();
-    cr_assert_not_null(cfg);
-    ringp2p_errinfo ei;
-    cr_assert_eq(ringp2p_config_listen(cfg, "/ip4/127.0.0.1/tcp/0", &ei), 0);
-    ringp2p_config_shards(cfg, 2);
+    ringp2p_config *cfg = host_config(HOST_LOOPBACK, 2);
     if (service) cr_assert_eq(ringp2p_config_relay_service(cfg, true, lim), 0);
     if (log != NULL) {
         memset(log, 0, sizeof(*log));
         pthread_mutex_init(&log->mu, NULL);
         ringp2p_config_events(cfg, relay_ev, log);
     }
-    ringp2p_node *n;
-    cr_assert_eq(ringp2p_node_new(cfg, &n, &ei), 0, "%s", ei.msg);
-    ringp2p_config_free(cfg);
-    int r = ringp2p_node_start(n, &ei);
-    if (r == RINGP2P_EUNSUPPORTED) cr_skip_test("io_uring unsupported: %s", ei.msg);
-    cr_assert_eq(r, 0, "start: %s", ei.msg);
-    return n;
+    return host_start(host_new(cfg));
 }
 
 static ringp2p_relay_limits limits_of(uint32_t duration_s, uint64_t data)
@@ -126,27 +109,16 @@ typedef struct hopc {
 static void pump(ringp2p_stream *s, uint32_t seed, size_t len, size_t *sent, bool hold,
                  _Atomic bool *bad)
 {
-    uint8_t b[8192];
-    while (*sent < len) {
-        size_t n = len - *sent < sizeof(b) ? len - *sent : sizeof(b);
-        for (size_t i = 0; i < n; i++) b[i] = pat(seed, *sent + i);
-        ssize_t r = ringp2p_stream_write(s, b, n);
-        if (r == RINGP2P_EAGAIN) return;
-        if (r < 0) {
-            if (r != RINGP2P_ECLOSED) *bad = true;
-            return;
-        }
-        *sent += n;
-    }
-    if (!hold) ringp2p_stream_close_write(s);
+    ssize_t r = pat_write(s, seed, len, sent);
+    if (r == 0 && !hold) ringp2p_stream_close_write(s);
+    if (r < 0 && r != RINGP2P_EAGAIN && r != RINGP2P_ECLOSED) *bad = true;
 }
 
 static void check_rx(uint32_t seed, _Atomic size_t *got, const uint8_t *d, size_t len,
                      _Atomic bool *bad)
 {
     size_t g = *got;
-    for (size_t i = 0; i < len; i++)
-        if (d[i] != pat(seed, g + i)) *bad = true;
+    if (pat_differs(seed, g, d, len)) *bad = true;
     *got = g + len;
 }
 
@@ -400,6 +372,64 @@ static ringp2p_node *target_node(tgts *ts)
     return t;
 }
 
+/*
+ * A relay with the service on (limits `lim`, NULL: the defaults) and its
+ * events in `log`, and a target serving `ts` that holds a reservation on it,
+ * made with `h` (reused for the next hop request).
+ */
+typedef struct scene {
+    rlog log;
+    ringp2p_node *relay, *t;
+    tgts ts;
+    hopc h;
+} scene;
+
+static void scene_up(scene *s, const ringp2p_relay_limits *lim)
+{
+    s->relay = relay_node(true, lim, &s->log);
+    memset(&s->ts, 0, sizeof(s->ts));
+    s->t = target_node(&s->ts);
+    reserve_ok(s->t, s->relay, &s->h);
+}
+
+static void scene_down(scene *s)
+{
+    ringp2p_node_free(s->t);
+    ringp2p_node_free(s->relay);
+}
+
+/* What one end of a circuit writes: `len` bytes of pattern `seed`, then a half-close unless `hold`.
+ */
+typedef struct flow {
+    uint32_t seed;
+    size_t len;
+    bool hold;
+} flow;
+
+/*
+ * A CONNECT to the scene's target through its relay from a new node
+ * (returned), whose hop stream s->h (cleared here) sends `in`; the target's
+ * stop stream `tg` takes it and sends `out`. Each end expects what the other
+ * sends.
+ */
+static ringp2p_node *circuit(scene *s, tgt *tg, flow in, flow out)
+{
+    hopc *h = &s->h;
+    tg->answer = RP_RELAY_OK;
+    tg->seed_rx = in.seed;
+    tg->seed_tx = out.seed;
+    tg->tx_len = out.len;
+    tg->hold = out.hold;
+    ringp2p_node *i = host_node(false, NULL, NULL, NULL);
+    memset(h, 0, sizeof(*h));
+    h->seed_tx = in.seed;
+    h->seed_rx = out.seed;
+    h->tx_len = in.len;
+    h->hold = in.hold;
+    connect_to(i, s->relay, ringp2p_node_id(s->t), h);
+    return i;
+}
+
 /* ---- tests -------------------------------------------------------------------------------- */
 
 TestSuite(host_relay, .timeout = 60);
@@ -546,257 +576,187 @@ Test(host_relay, truncated_request)
  */
 Test(host_relay, bridge_both_ways)
 {
-    rlog log;
     ringp2p_relay_limits l = limits_of(0, 0);
-    ringp2p_node *relay = relay_node(true, &l, &log);
-    static tgts ts;
-    memset(&ts, 0, sizeof(ts));
-    ringp2p_node *t = target_node(&ts);
-    static hopc h;
-    reserve_ok(t, relay, &h);
-    cr_assert(rp_relay_svc_has_reservation(relay, ringp2p_node_id(t)));
+    static scene s;
+    scene_up(&s, &l);
+    cr_assert(rp_relay_svc_has_reservation(s.relay, ringp2p_node_id(s.t)));
     uint64_t same = 0, cross = 0;
     int k = 0;
     for (; k < 16 && (same == 0 || cross == 0 || k < 2); k++) {
         size_t len = k == 0 ? (size_t)3 << 20 : (size_t)65536 + (size_t)k * 1237;
-        tgt *tg = &ts.t[k];
-        tg->answer = RP_RELAY_OK;
-        tg->seed_tx = 1000u + (uint32_t)k;
-        tg->seed_rx = 2000u + (uint32_t)k;
-        tg->tx_len = len + 17;
-        ringp2p_node *i = host_node(false, NULL, NULL, NULL);
-        memset(&h, 0, sizeof(h));
-        h.seed_tx = tg->seed_rx;
-        h.seed_rx = tg->seed_tx;
-        h.tx_len = len;
-        connect_to(i, relay, ringp2p_node_id(t), &h);
-        rp_relay_hop_msg m = answer_of(&h);
+        tgt *tg = &s.ts.t[k];
+        ringp2p_node *i = circuit(&s, tg, (flow){ 2000u + (uint32_t)k, len, false },
+                                  (flow){ 1000u + (uint32_t)k, len + 17, false });
+        rp_relay_hop_msg m = answer_of(&s.h);
         bool limited = true;
         cr_assert_eq(rp_relay_connect_check(&m, &limited, NULL, NULL, NULL), 0);
         cr_assert(!limited);
-        cr_assert(WAIT_UNTIL(h.closed && tg->closed, 30000), "circuit %d did not end", k);
+        cr_assert(WAIT_UNTIL(s.h.closed && tg->closed, 30000), "circuit %d did not end", k);
         cr_assert_eq(tg->check_err, 0);
         cr_assert(ringp2p_peer_id_equal(&tg->req.src, ringp2p_node_id(i)));
         cr_assert(!tg->req.limited);
-        cr_assert(!h.bad && !tg->bad, "circuit %d: wrong bytes", k);
+        cr_assert(!s.h.bad && !tg->bad, "circuit %d: wrong bytes", k);
         cr_assert_eq(tg->rx_got, len, "circuit %d: target got %zu of %zu", k, (size_t)tg->rx_got,
                      len);
-        cr_assert_eq(h.rx_got, len + 17, "circuit %d: initiator got %zu", k, (size_t)h.rx_got);
-        cr_assert_eq(h.close_err, 0, "circuit %d: %d", k, (int)h.close_err);
+        cr_assert_eq(s.h.rx_got, len + 17, "circuit %d: initiator got %zu", k, (size_t)s.h.rx_got);
+        cr_assert_eq(s.h.close_err, 0, "circuit %d: %d", k, (int)s.h.close_err);
         cr_assert_eq(tg->close_err, 0, "circuit %d: %d", k, (int)tg->close_err);
-        cr_assert(WAIT_UNTIL(log.circuits == k + 1, 5000));
-        pthread_mutex_lock(&log.mu);
-        cr_assert_eq(log.circ_err, 0);
-        cr_assert_eq(log.to_dst, len);
-        cr_assert_eq(log.to_src, len + 17);
-        cr_assert(ringp2p_peer_id_equal(&log.csrc, ringp2p_node_id(i)));
-        cr_assert(ringp2p_peer_id_equal(&log.cdst, ringp2p_node_id(t)));
-        pthread_mutex_unlock(&log.mu);
+        cr_assert(WAIT_UNTIL(s.log.circuits == k + 1, 5000));
+        pthread_mutex_lock(&s.log.mu);
+        cr_assert_eq(s.log.circ_err, 0);
+        cr_assert_eq(s.log.to_dst, len);
+        cr_assert_eq(s.log.to_src, len + 17);
+        cr_assert(ringp2p_peer_id_equal(&s.log.csrc, ringp2p_node_id(i)));
+        cr_assert(ringp2p_peer_id_equal(&s.log.cdst, ringp2p_node_id(s.t)));
+        pthread_mutex_unlock(&s.log.mu);
         ringp2p_node_free(i);
-        rp_relay_svc_shard_mix(relay, &same, &cross);
+        rp_relay_svc_shard_mix(s.relay, &same, &cross);
     }
     cr_assert(same > 0 && cross > 0, "after %d circuits: %llu on one shard, %llu on two", k,
               (unsigned long long)same, (unsigned long long)cross);
-    cr_assert_eq(rp_relay_svc_circuits(relay), 0);
-    ringp2p_node_free(t);
-    ringp2p_node_free(relay);
+    cr_assert_eq(rp_relay_svc_circuits(s.relay), 0);
+    scene_down(&s);
 }
 
 /* The data limit: the target sees the limit; past it both ends are reset. */
 Test(host_relay, data_limit_resets)
 {
-    rlog log;
     ringp2p_relay_limits l = limits_of(120, 65536);
-    ringp2p_node *relay = relay_node(true, &l, &log);
-    static tgts ts;
-    memset(&ts, 0, sizeof(ts));
-    ringp2p_node *t = target_node(&ts);
-    static hopc h;
-    reserve_ok(t, relay, &h);
-    ts.t[0].answer = RP_RELAY_OK;
-    ts.t[0].seed_rx = 7;
-    ts.t[0].hold = true; /* a target that half-closed could let the initiator finish cleanly */
-    ringp2p_node *i = host_node(false, NULL, NULL, NULL);
-    memset(&h, 0, sizeof(h));
-    h.seed_tx = 7;
-    h.tx_len = 256 * 1024;
-    connect_to(i, relay, ringp2p_node_id(t), &h);
-    rp_relay_hop_msg m = answer_of(&h);
+    static scene s;
+    scene_up(&s, &l);
+    /* a target that half-closed could let the initiator finish cleanly: it holds */
+    ringp2p_node *i = circuit(&s, &s.ts.t[0], (flow){ 7, 256 * 1024, false }, (flow){ 0, 0, true });
+    rp_relay_hop_msg m = answer_of(&s.h);
     bool limited = false;
     rp_relay_limit lim;
     cr_assert_eq(rp_relay_connect_check(&m, &limited, &lim, NULL, NULL), 0);
     cr_assert(limited && lim.duration == 120 && lim.data == 65536);
-    cr_assert(WAIT_UNTIL(h.closed && ts.t[0].closed, 10000));
-    cr_assert(ts.t[0].req.limited && ts.t[0].req.limit.data == 65536);
-    cr_assert_neq(h.close_err, 0, "the initiator's stream was reset");
-    cr_assert_neq(ts.t[0].close_err, 0, "the target's stream was reset");
-    cr_assert(!ts.t[0].bad);
-    cr_assert_leq(ts.t[0].rx_got, 65536, "%zu bytes passed", (size_t)ts.t[0].rx_got);
-    cr_assert(WAIT_UNTIL(log.circuits == 1, 5000));
-    cr_assert_eq(log.circ_err, RINGP2P_ELIMIT);
-    cr_assert_eq(log.to_dst, 65536);
-    cr_assert_eq(rp_relay_svc_circuits(relay), 0);
+    cr_assert(WAIT_UNTIL(s.h.closed && s.ts.t[0].closed, 10000));
+    cr_assert(s.ts.t[0].req.limited && s.ts.t[0].req.limit.data == 65536);
+    cr_assert_neq(s.h.close_err, 0, "the initiator's stream was reset");
+    cr_assert_neq(s.ts.t[0].close_err, 0, "the target's stream was reset");
+    cr_assert(!s.ts.t[0].bad);
+    cr_assert_leq(s.ts.t[0].rx_got, 65536, "%zu bytes passed", (size_t)s.ts.t[0].rx_got);
+    cr_assert(WAIT_UNTIL(s.log.circuits == 1, 5000));
+    cr_assert_eq(s.log.circ_err, RINGP2P_ELIMIT);
+    cr_assert_eq(s.log.to_dst, 65536);
+    cr_assert_eq(rp_relay_svc_circuits(s.relay), 0);
     ringp2p_node_free(i);
-    ringp2p_node_free(t);
-    ringp2p_node_free(relay);
+    scene_down(&s);
 }
 
 /* The duration limit: an idle relayed connection is reset after duration_s. */
 Test(host_relay, duration_limit_resets)
 {
-    rlog log;
     ringp2p_relay_limits l = limits_of(1, 0);
-    ringp2p_node *relay = relay_node(true, &l, &log);
-    static tgts ts;
-    memset(&ts, 0, sizeof(ts));
-    ringp2p_node *t = target_node(&ts);
-    static hopc h;
-    reserve_ok(t, relay, &h);
-    ts.t[0].answer = RP_RELAY_OK;
-    ringp2p_node *i = host_node(false, NULL, NULL, NULL);
-    memset(&h, 0, sizeof(h));
-    h.tx_len = 1; /* one byte each way; both streams stay open */
-    h.hold = true;
-    h.seed_tx = 3;
-    h.seed_rx = 4;
-    ts.t[0].seed_rx = 3;
-    ts.t[0].seed_tx = 4;
-    ts.t[0].tx_len = 1;
-    ts.t[0].hold = true;
-    connect_to(i, relay, ringp2p_node_id(t), &h);
-    cr_assert(answer_of(&h).status == RP_RELAY_OK);
+    static scene s;
+    scene_up(&s, &l);
+    /* one byte each way; both streams stay open */
+    ringp2p_node *i = circuit(&s, &s.ts.t[0], (flow){ 3, 1, true }, (flow){ 4, 1, true });
+    cr_assert(answer_of(&s.h).status == RP_RELAY_OK);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    cr_assert(WAIT_UNTIL(h.closed && ts.t[0].closed, 5000));
+    cr_assert(WAIT_UNTIL(s.h.closed && s.ts.t[0].closed, 5000));
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
-    cr_assert(s > 0.8 && s < 3.0, "reset after %.2f s", s);
-    cr_assert_neq(h.close_err, 0);
-    cr_assert_neq(ts.t[0].close_err, 0);
-    cr_assert_eq(ts.t[0].rx_got, 1);
-    cr_assert_eq(h.rx_got, 1);
-    cr_assert(!h.bad && !ts.t[0].bad);
-    cr_assert(WAIT_UNTIL(log.circuits == 1, 5000));
-    cr_assert_eq(log.circ_err, RINGP2P_ETIMEDOUT);
-    cr_assert_geq(log.duration_ms, 1000);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    cr_assert(secs > 0.8 && secs < 3.0, "reset after %.2f s", secs);
+    cr_assert_neq(s.h.close_err, 0);
+    cr_assert_neq(s.ts.t[0].close_err, 0);
+    cr_assert_eq(s.ts.t[0].rx_got, 1);
+    cr_assert_eq(s.h.rx_got, 1);
+    cr_assert(!s.h.bad && !s.ts.t[0].bad);
+    cr_assert(WAIT_UNTIL(s.log.circuits == 1, 5000));
+    cr_assert_eq(s.log.circ_err, RINGP2P_ETIMEDOUT);
+    cr_assert_geq(s.log.duration_ms, 1000);
     ringp2p_node_free(i);
-    ringp2p_node_free(t);
-    ringp2p_node_free(relay);
+    scene_down(&s);
 }
 
 /* A target that refuses, or serves no stop protocol: the initiator hears CONNECTION_FAILED. */
 Test(host_relay, target_refuses)
 {
-    ringp2p_node *relay = relay_node(true, NULL, NULL);
-    static tgts ts;
-    memset(&ts, 0, sizeof(ts));
-    ringp2p_node *t = target_node(&ts);
+    static scene s;
+    scene_up(&s, NULL);
     ringp2p_node *bare = target_node(NULL);
     ringp2p_node *i = host_node(false, NULL, NULL, NULL);
-    static hopc h;
-    reserve_ok(t, relay, &h);
-    reserve_ok(bare, relay, &h);
-    ts.t[0].answer = RP_RELAY_PERMISSION_DENIED;
-    memset(&h, 0, sizeof(h));
-    connect_to(i, relay, ringp2p_node_id(t), &h);
-    cr_assert_eq(refused_status(&h), RP_RELAY_CONNECTION_FAILED);
-    cr_assert_eq(ts.n, 1);
-    cr_assert(ringp2p_peer_id_equal(&ts.t[0].req.src, ringp2p_node_id(i)));
-    memset(&h, 0, sizeof(h));
-    connect_to(i, relay, ringp2p_node_id(bare), &h);
-    cr_assert_eq(refused_status(&h), RP_RELAY_CONNECTION_FAILED);
-    cr_assert(WAIT_UNTIL(rp_relay_svc_circuits(relay) == 0, 5000));
+    reserve_ok(bare, s.relay, &s.h);
+    s.ts.t[0].answer = RP_RELAY_PERMISSION_DENIED;
+    memset(&s.h, 0, sizeof(s.h));
+    connect_to(i, s.relay, ringp2p_node_id(s.t), &s.h);
+    cr_assert_eq(refused_status(&s.h), RP_RELAY_CONNECTION_FAILED);
+    cr_assert_eq(s.ts.n, 1);
+    cr_assert(ringp2p_peer_id_equal(&s.ts.t[0].req.src, ringp2p_node_id(i)));
+    memset(&s.h, 0, sizeof(s.h));
+    connect_to(i, s.relay, ringp2p_node_id(bare), &s.h);
+    cr_assert_eq(refused_status(&s.h), RP_RELAY_CONNECTION_FAILED);
+    cr_assert(WAIT_UNTIL(rp_relay_svc_circuits(s.relay) == 0, 5000));
     ringp2p_node_free(i);
     ringp2p_node_free(bare);
-    ringp2p_node_free(t);
-    ringp2p_node_free(relay);
+    scene_down(&s);
 }
 
 /* The reservation ends with the target's connection: a CONNECT then finds none. */
 Test(host_relay, reservation_ends_on_disconnect)
 {
-    ringp2p_node *relay = relay_node(true, NULL, NULL);
-    static tgts ts;
-    memset(&ts, 0, sizeof(ts));
-    ringp2p_node *t = target_node(&ts);
-    ringp2p_peer_id tid = *ringp2p_node_id(t);
-    static hopc h;
-    reserve_ok(t, relay, &h);
-    cr_assert(rp_relay_svc_has_reservation(relay, &tid));
-    ringp2p_node_free(t);
-    cr_assert(WAIT_UNTIL(!rp_relay_svc_has_reservation(relay, &tid), 5000));
-    cr_assert_eq(rp_relay_svc_reservations(relay), 0);
+    static scene s;
+    scene_up(&s, NULL);
+    ringp2p_peer_id tid = *ringp2p_node_id(s.t);
+    cr_assert(rp_relay_svc_has_reservation(s.relay, &tid));
+    ringp2p_node_free(s.t);
+    cr_assert(WAIT_UNTIL(!rp_relay_svc_has_reservation(s.relay, &tid), 5000));
+    cr_assert_eq(rp_relay_svc_reservations(s.relay), 0);
     ringp2p_node *i = host_node(false, NULL, NULL, NULL);
-    memset(&h, 0, sizeof(h));
-    connect_to(i, relay, &tid, &h);
-    cr_assert_eq(refused_status(&h), RP_RELAY_NO_RESERVATION);
+    memset(&s.h, 0, sizeof(s.h));
+    connect_to(i, s.relay, &tid, &s.h);
+    cr_assert_eq(refused_status(&s.h), RP_RELAY_NO_RESERVATION);
     ringp2p_node_free(i);
-    ringp2p_node_free(relay);
+    ringp2p_node_free(s.relay);
 }
 
 /* Starts a held circuit (one byte each way, both streams stay open) from a new node `*ip`. */
-static void held_circuit(ringp2p_node *relay, ringp2p_node *t, tgt *tg, hopc *h, ringp2p_node **ip)
+static void held_circuit(scene *s, ringp2p_node **ip)
 {
-    tg->answer = RP_RELAY_OK;
-    tg->seed_rx = 5;
-    tg->seed_tx = 6;
-    tg->tx_len = 1;
-    tg->hold = true;
-    *ip = host_node(false, NULL, NULL, NULL);
-    memset(h, 0, sizeof(*h));
-    h->seed_tx = 5;
-    h->seed_rx = 6;
-    h->tx_len = 1;
-    h->hold = true;
-    connect_to(*ip, relay, ringp2p_node_id(t), h);
-    cr_assert(answer_of(h).status == RP_RELAY_OK);
-    cr_assert(WAIT_UNTIL(h->rx_got == 1 && tg->rx_got == 1, 5000),
+    tgt *tg = &s->ts.t[0];
+    *ip = circuit(s, tg, (flow){ 5, 1, true }, (flow){ 6, 1, true });
+    cr_assert(answer_of(&s->h).status == RP_RELAY_OK);
+    cr_assert(WAIT_UNTIL(s->h.rx_got == 1 && tg->rx_got == 1, 5000),
               "the held circuit carries bytes");
-    cr_assert_eq(rp_relay_svc_circuits(relay), 1);
+    cr_assert_eq(rp_relay_svc_circuits(s->relay), 1);
 }
 
 /* The target's connection drops mid-circuit: the initiator's stream is reset, the circuit ends. */
 Test(host_relay, target_leaves_mid_circuit)
 {
-    rlog log;
     ringp2p_relay_limits l = limits_of(0, 0);
-    ringp2p_node *relay = relay_node(true, &l, &log);
-    static tgts ts;
-    memset(&ts, 0, sizeof(ts));
-    ringp2p_node *t = target_node(&ts);
-    static hopc h;
-    reserve_ok(t, relay, &h);
+    static scene s;
+    scene_up(&s, &l);
     ringp2p_node *i;
-    held_circuit(relay, t, &ts.t[0], &h, &i);
-    ringp2p_node_free(t);
-    cr_assert(WAIT_UNTIL(h.closed, 5000));
-    cr_assert_neq(h.close_err, 0);
-    cr_assert(WAIT_UNTIL(log.circuits == 1, 5000));
-    cr_assert_neq(log.circ_err, 0);
-    cr_assert_eq(log.to_dst, 1);
-    cr_assert_eq(log.to_src, 1);
-    cr_assert(WAIT_UNTIL(rp_relay_svc_circuits(relay) == 0, 5000));
+    held_circuit(&s, &i);
+    ringp2p_node_free(s.t);
+    cr_assert(WAIT_UNTIL(s.h.closed, 5000));
+    cr_assert_neq(s.h.close_err, 0);
+    cr_assert(WAIT_UNTIL(s.log.circuits == 1, 5000));
+    cr_assert_neq(s.log.circ_err, 0);
+    cr_assert_eq(s.log.to_dst, 1);
+    cr_assert_eq(s.log.to_src, 1);
+    cr_assert(WAIT_UNTIL(rp_relay_svc_circuits(s.relay) == 0, 5000));
     ringp2p_node_free(i);
-    ringp2p_node_free(relay);
+    ringp2p_node_free(s.relay);
 }
 
 /* The relay stops with a circuit open: both ends are reset, nothing leaks, nothing hangs. */
 Test(host_relay, relay_stops_mid_circuit)
 {
-    ringp2p_node *relay = relay_node(true, NULL, NULL);
-    static tgts ts;
-    memset(&ts, 0, sizeof(ts));
-    ringp2p_node *t = target_node(&ts);
-    static hopc h;
-    reserve_ok(t, relay, &h);
+    static scene s;
+    scene_up(&s, NULL);
     ringp2p_node *i;
-    held_circuit(relay, t, &ts.t[0], &h, &i);
-    ringp2p_node_free(relay);
-    cr_assert(WAIT_UNTIL(h.closed && ts.t[0].closed, 5000));
-    cr_assert_neq(h.close_err, 0);
-    cr_assert_neq(ts.t[0].close_err, 0);
+    held_circuit(&s, &i);
+    ringp2p_node_free(s.relay);
+    cr_assert(WAIT_UNTIL(s.h.closed && s.ts.t[0].closed, 5000));
+    cr_assert_neq(s.h.close_err, 0);
+    cr_assert_neq(s.ts.t[0].close_err, 0);
     ringp2p_node_free(i);
-    ringp2p_node_free(t);
+    ringp2p_node_free(s.t);
 }
 
 /* Runs on the target's one connection, so on its stop stream's shard: lifts the gate. */
@@ -821,44 +781,33 @@ Test(host_relay, backpressure)
 {
     enum { LEN = 16 << 20 };
     ringp2p_relay_limits l = limits_of(0, 0);
-    ringp2p_node *relay = relay_node(true, &l, NULL);
-    static tgts ts;
-    memset(&ts, 0, sizeof(ts));
-    ringp2p_node *t = target_node(&ts);
-    static hopc h;
-    reserve_ok(t, relay, &h);
-    tgt *tg = &ts.t[0];
-    tg->answer = RP_RELAY_OK;
-    tg->seed_rx = 9;
+    static scene s;
+    scene_up(&s, &l);
+    tgt *tg = &s.ts.t[0];
     tg->gate = true;
-    ringp2p_node *i = host_node(false, NULL, NULL, NULL);
-    memset(&h, 0, sizeof(h));
-    h.seed_tx = 9;
-    h.tx_len = LEN;
-    connect_to(i, relay, ringp2p_node_id(t), &h);
-    cr_assert(answer_of(&h).status == RP_RELAY_OK);
+    ringp2p_node *i = circuit(&s, tg, (flow){ 9, LEN, false }, (flow){ 0, 0, false });
+    cr_assert(answer_of(&s.h).status == RP_RELAY_OK);
     /* the sender stalls: what it got out is bounded by the windows and queues on the way */
     size_t prev = 0;
-    for (int k = 0; k < 40 && (prev == 0 || prev != h.tx_seen); k++) {
-        prev = h.tx_seen;
+    for (int k = 0; k < 40 && (prev == 0 || prev != s.h.tx_seen); k++) {
+        prev = s.h.tx_seen;
         usleep(50000);
     }
-    size_t stalled = h.tx_seen;
+    size_t stalled = s.h.tx_seen;
     cr_assert_lt(stalled, (size_t)6 << 20,
                  "%zu bytes left the initiator with the target not reading", stalled);
     cr_assert_eq(tg->rx_got, 0);
     const char *protos[1] = { "/echo/1.0.0" };
-    ringp2p_multiaddr *ra = addr_of(relay);
-    cr_assert_eq(ringp2p_node_new_stream(t, ra, protos, 1, resume_gate, tg), 0);
+    ringp2p_multiaddr *ra = addr_of(s.relay);
+    cr_assert_eq(ringp2p_node_new_stream(s.t, ra, protos, 1, resume_gate, tg), 0);
     ringp2p_multiaddr_free(ra);
     cr_assert(WAIT_UNTIL(tg->rx_got == LEN || tg->closed, 30000));
     cr_assert(!tg->bad);
     cr_assert_eq(tg->rx_got, LEN, "got %zu of %d (stalled at %zu; closes %d %d)",
-                 (size_t)tg->rx_got, LEN, stalled, (int)h.close_err, (int)tg->close_err);
-    cr_assert(WAIT_UNTIL(h.closed && tg->closed, 5000));
-    cr_assert_eq(h.close_err, 0);
+                 (size_t)tg->rx_got, LEN, stalled, (int)s.h.close_err, (int)tg->close_err);
+    cr_assert(WAIT_UNTIL(s.h.closed && tg->closed, 5000));
+    cr_assert_eq(s.h.close_err, 0);
     cr_assert_eq(tg->close_err, 0);
     ringp2p_node_free(i);
-    ringp2p_node_free(t);
-    ringp2p_node_free(relay);
+    scene_down(&s);
 }

@@ -42,88 +42,6 @@ static ringp2p_node *mk_node(bool listen, const char *sec, seclog *log)
     return host_node(listen, sec, log != NULL ? on_event : NULL, log);
 }
 
-/* An echo client stream: writes len pattern bytes, checks what comes back. */
-typedef struct job {
-    uint32_t seed;
-    size_t len, sent, got;
-    _Atomic int open_err, close_err;
-    _Atomic bool bad;
-    char security[64]; /* the connection info's security protocol ID */
-    char muxer[64];    /* ... and muxer */
-    char errmsg[RINGP2P_ERRINFO_MSG_MAX];
-    waiter *w;
-} job;
-
-static void job_pump(ringp2p_stream *s, job *j)
-{
-    uint8_t buf[8192];
-    while (j->sent < j->len) {
-        size_t n = j->len - j->sent < sizeof(buf) ? j->len - j->sent : sizeof(buf);
-        for (size_t i = 0; i < n; i++) buf[i] = pat(j->seed, j->sent + i);
-        ssize_t r = ringp2p_stream_write(s, buf, n);
-        if (r == RINGP2P_EAGAIN) return;
-        if (r < 0) {
-            j->bad = true;
-            ringp2p_stream_reset(s);
-            return;
-        }
-        j->sent += n;
-    }
-    ringp2p_stream_close_write(s);
-}
-
-static void job_data(ringp2p_stream *s, void *ctx, const uint8_t *d, size_t len)
-{
-    job *j = ctx;
-    (void)s;
-    for (size_t i = 0; i < len; i++)
-        if (d[i] != pat(j->seed, j->got + i)) j->bad = true;
-    j->got += len;
-}
-
-static void job_writable(ringp2p_stream *s, void *ctx)
-{
-    job_pump(s, ctx);
-}
-
-static void job_close(ringp2p_stream *s, void *ctx, int err)
-{
-    job *j = ctx;
-    (void)s;
-    j->close_err = err;
-    w_signal(j->w);
-}
-
-static const ringp2p_stream_callbacks job_cbs = {
-    .on_data = job_data,
-    .on_writable = job_writable,
-    .on_close = job_close,
-};
-
-static void job_open(ringp2p_node *n, ringp2p_stream *s, int err, const ringp2p_errinfo *ei,
-                     void *ctx)
-{
-    job *j = ctx;
-    (void)n;
-    if (err < 0) {
-        snprintf(j->errmsg, sizeof(j->errmsg), "%s", ei != NULL ? ei->msg : "");
-        j->open_err = err;
-        w_signal(j->w);
-        return;
-    }
-    const char *sec = ringp2p_stream_conn(s)->security, *mux = ringp2p_stream_conn(s)->muxer;
-    snprintf(j->security, sizeof(j->security), "%s", sec != NULL ? sec : "(null)");
-    snprintf(j->muxer, sizeof(j->muxer), "%s", mux != NULL ? mux : "(null)");
-    ringp2p_stream_set_callbacks(s, &job_cbs, j);
-    job_pump(s, j);
-}
-
-static void open_job(ringp2p_node *n, ringp2p_multiaddr *to, job *j)
-{
-    const char *protos[1] = { "/echo/1.0.0" };
-    cr_assert_eq(ringp2p_node_new_stream(n, to, protos, 1, job_open, j), 0);
-}
-
 /* ---- tests -------------------------------------------------------------------------------- */
 
 TestSuite(host_security, .timeout = 90);
@@ -148,27 +66,10 @@ Test(host_security, echo_each_protocol)
         ringp2p_node *srv = mk_node(true, cases[c].cfg, &log);
         ringp2p_node *cli = mk_node(false, cases[c].cfg, NULL);
         ringp2p_multiaddr *to = addr_of(srv);
-        waiter w;
-        w_init(&w);
-        static job jobs[STREAMS];
-        memset(jobs, 0, sizeof(jobs));
-        for (int i = 0; i < STREAMS; i++) {
-            jobs[i].seed = (uint32_t)(c * 100 + (size_t)i + 1);
-            jobs[i].len = LEN + (size_t)i * 4099; /* not frame-aligned */
-            jobs[i].w = &w;
-            open_job(cli, to, &jobs[i]);
-        }
-        int got = w_wait(&w, STREAMS, 60000);
-        cr_assert_eq(got, STREAMS, "%s: %d of %d streams finished", cases[c].cfg, got, STREAMS);
-        for (int i = 0; i < STREAMS; i++) {
-            job *j = &jobs[i];
-            cr_assert_eq(j->open_err, 0, "%s stream %d: %s", cases[c].cfg, i, j->errmsg);
-            cr_assert(!j->bad, "%s stream %d: wrong bytes", cases[c].cfg, i);
-            cr_assert_eq(j->got, j->len, "%s stream %d: %zu of %zu", cases[c].cfg, i, j->got,
-                         j->len);
-            cr_assert_eq(j->close_err, 0, "%s stream %d", cases[c].cfg, i);
-            cr_assert_str_eq(j->security, cases[c].id);
-        }
+        static echo_job jobs[STREAMS];
+        /* lengths not frame-aligned */
+        echo_many(cli, to, jobs, STREAMS, (uint32_t)(c * 100 + 1), LEN, 4099, cases[c].cfg,
+                  cases[c].id, NULL);
         cr_assert_eq(log.connected, 1, "%s: one connection", cases[c].cfg);
         cr_assert_str_eq(log.security, cases[c].id, "listener's info");
         ringp2p_node_free(cli);
@@ -204,11 +105,10 @@ Test(host_security, preference_negotiation)
         ringp2p_node *srv = mk_node(true, cases[c].listener, &log);
         ringp2p_node *cli = mk_node(false, cases[c].dialer, NULL);
         ringp2p_multiaddr *to = addr_of(srv);
-        waiter w;
-        w_init(&w);
-        job j = { .seed = 7, .len = 100000, .w = &w };
-        open_job(cli, to, &j);
-        cr_assert_eq(w_wait(&w, 1, 20000), 1, "row %zu", c);
+        char what[32];
+        snprintf(what, sizeof(what), "row %zu", c);
+        echo_job j = { .seed = 7, .len = 100000 };
+        echo_wait(cli, to, &j, 20000, what);
         cr_assert_eq(j.open_err, 0, "row %zu: %s", c, j.errmsg);
         cr_assert(!j.bad);
         cr_assert_eq(j.got, j.len);
@@ -241,11 +141,10 @@ Test(host_security, refused_without_common_protocol)
         ringp2p_node *srv = mk_node(true, cases[c].listener, &log);
         ringp2p_node *cli = mk_node(false, cases[c].dialer, NULL);
         ringp2p_multiaddr *to = addr_of(srv);
-        waiter w;
-        w_init(&w);
-        job j = { .seed = 1, .len = 10, .w = &w };
-        open_job(cli, to, &j);
-        cr_assert_eq(w_wait(&w, 1, 20000), 1, "row %zu", c);
+        char what[32];
+        snprintf(what, sizeof(what), "row %zu", c);
+        echo_job j = { .seed = 1, .len = 10 };
+        echo_wait(cli, to, &j, 20000, what);
         cr_assert_eq(j.open_err, RINGP2P_ENEGOTIATION, "row %zu: got %d: %s", c, j.open_err,
                      j.errmsg);
         cr_assert_not_null(strstr(j.errmsg, "no common security protocol"), "row %zu: %s", c,
@@ -260,10 +159,7 @@ Test(host_security, refused_without_common_protocol)
 /* The config parser: known names, refusals with their codes, a failed call keeps the old list. */
 Test(host_security, config_lists)
 {
-    static const struct {
-        const char *list;
-        int want;
-    } cases[] = {
+    static const host_list_case cases[] = {
         { "noise", 0 },
         { "signed", 0 },
         { "plaintext", 0 },
@@ -275,42 +171,19 @@ Test(host_security, config_lists)
         { "", RINGP2P_EINVAL },
         { ",", RINGP2P_EUNSUPPORTED }, /* an empty name is an unknown one */
     };
-    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-        ringp2p_config *cfg = ringp2p_config_new();
-        cr_assert_not_null(cfg);
-        ringp2p_errinfo ei = { 0, "" };
-        int r = ringp2p_config_security(cfg, cases[c].list, &ei);
-        cr_assert_eq(r, cases[c].want, "\"%s\": got %d (%s)", cases[c].list, r, ei.msg);
-        if (r < 0) cr_assert_neq(ei.msg[0], 0, "\"%s\": the error is explained", cases[c].list);
-        ringp2p_config_free(cfg);
-    }
+    check_lists(ringp2p_config_security, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 /* After a refused list the node still runs the previous one (noise by default). */
 Test(host_security, failed_list_keeps_previous)
 {
-    ringp2p_config *cfg = ringp2p_config_new();
-    cr_assert_not_null(cfg);
-    ringp2p_errinfo ei;
-    cr_assert_eq(ringp2p_config_security(cfg, "signed", &ei), 0);
-    cr_assert_eq(ringp2p_config_security(cfg, "noise,quic", &ei), RINGP2P_EUNSUPPORTED);
-    cr_assert_eq(ringp2p_config_listen(cfg, "/ip4/127.0.0.1/tcp/0", &ei), 0);
-    ringp2p_config_shards(cfg, 2);
     seclog log = { 0 };
-    ringp2p_config_events(cfg, on_event, &log);
-    ringp2p_node *srv;
-    cr_assert_eq(ringp2p_node_new(cfg, &srv, &ei), 0, "%s", ei.msg);
-    ringp2p_config_free(cfg);
-    int r = ringp2p_node_start(srv, &ei);
-    if (r == RINGP2P_EUNSUPPORTED) cr_skip_test("io_uring unsupported: %s", ei.msg);
-    cr_assert_eq(r, 0, "%s", ei.msg);
+    ringp2p_node *srv = host_node_after_failed_list(ringp2p_config_security, "signed", "noise,quic",
+                                                    on_event, &log);
     ringp2p_node *cli = mk_node(false, "noise,signed", NULL);
     ringp2p_multiaddr *to = addr_of(srv);
-    waiter w;
-    w_init(&w);
-    job j = { .seed = 3, .len = 5000, .w = &w };
-    open_job(cli, to, &j);
-    cr_assert_eq(w_wait(&w, 1, 20000), 1);
+    echo_job j = { .seed = 3, .len = 5000 };
+    echo_wait(cli, to, &j, 20000, "after a failed list");
     cr_assert_eq(j.open_err, 0, "%s", j.errmsg);
     cr_assert_str_eq(j.security, "/ringp2p/signed/1.0.0");
     ringp2p_node_free(cli);
@@ -323,21 +196,13 @@ Test(host_security, failed_list_keeps_previous)
 /* A started TLS node (2 shards) that offers no muxer in ALPN (only "libp2p"). */
 static ringp2p_node *tls_node_no_alpn_muxer(bool listen, seclog *log)
 {
-    ringp2p_config *cfg = ringp2p_config_new();
-    cr_assert_not_null(cfg);
+    ringp2p_config *cfg = host_config(listen ? HOST_LOOPBACK : NULL, 2);
     ringp2p_errinfo ei;
-    if (listen) cr_assert_eq(ringp2p_config_listen(cfg, "/ip4/127.0.0.1/tcp/0", &ei), 0);
     cr_assert_eq(ringp2p_config_security(cfg, "tls", &ei), 0);
-    ringp2p_config_shards(cfg, 2);
     if (log != NULL) ringp2p_config_events(cfg, on_event, log);
-    ringp2p_node *n;
-    cr_assert_eq(ringp2p_node_new(cfg, &n, &ei), 0, "%s", ei.msg);
-    ringp2p_config_free(cfg);
+    ringp2p_node *n = host_new(cfg);
     rp_host_no_early_muxer(n);
-    int r = ringp2p_node_start(n, &ei);
-    if (r == RINGP2P_EUNSUPPORTED) cr_skip_test("io_uring unsupported: %s", ei.msg);
-    cr_assert_eq(r, 0, "start: %s", ei.msg);
-    return n;
+    return host_start(n);
 }
 
 /*
@@ -357,26 +222,12 @@ Test(host_security, tls_muxer_by_alpn_or_multistream)
         ringp2p_node *cli =
             mode == 1 ? tls_node_no_alpn_muxer(false, NULL) : mk_node(false, "tls", NULL);
         ringp2p_multiaddr *to = addr_of(srv);
-        waiter w;
-        w_init(&w);
-        static job jobs[STREAMS];
-        memset(jobs, 0, sizeof(jobs));
-        for (int i = 0; i < STREAMS; i++) {
-            jobs[i].seed = (uint32_t)(mode * 10 + i + 50);
-            jobs[i].len = LEN + (size_t)i * 16381; /* not record-aligned */
-            jobs[i].w = &w;
-            open_job(cli, to, &jobs[i]);
-        }
-        cr_assert_eq(w_wait(&w, STREAMS, 60000), STREAMS, "mode %d", mode);
-        for (int i = 0; i < STREAMS; i++) {
-            job *j = &jobs[i];
-            cr_assert_eq(j->open_err, 0, "mode %d stream %d: %s", mode, i, j->errmsg);
-            cr_assert(!j->bad, "mode %d stream %d: wrong bytes", mode, i);
-            cr_assert_eq(j->got, j->len, "mode %d stream %d", mode, i);
-            cr_assert_eq(j->close_err, 0);
-            cr_assert_str_eq(j->security, "/tls/1.0.0");
-            cr_assert_str_eq(j->muxer, "/yamux/1.0.0");
-        }
+        static echo_job jobs[STREAMS];
+        char what[32];
+        snprintf(what, sizeof(what), "mode %d", mode);
+        /* lengths not record-aligned */
+        echo_many(cli, to, jobs, STREAMS, (uint32_t)(mode * 10 + 50), LEN, 16381, what,
+                  "/tls/1.0.0", "/yamux/1.0.0");
         cr_assert_eq(log.connected, 1, "mode %d: one connection", mode);
         cr_assert_str_eq(log.security, "/tls/1.0.0");
         cr_assert_str_eq(log.muxer, "/yamux/1.0.0");
@@ -396,29 +247,15 @@ Test(host_security, tls_peer_id_mismatch_names_both)
     seclog log = { 0 };
     ringp2p_node *srv = mk_node(true, "tls", &log), *cli = mk_node(false, "tls", NULL);
     ringp2p_multiaddr *to = addr_of(srv);
-    char text[512], real[RINGP2P_PEER_ID_STR_MAX], ids[RINGP2P_PEER_ID_STR_MAX];
-    cr_assert_gt(ringp2p_multiaddr_to_string(to, text, sizeof(text)), 0);
-    snprintf(real, sizeof(real), "%s", strstr(text, "/p2p/") + 5);
-    ringp2p_privkey *k;
-    cr_assert_eq(ringp2p_privkey_generate(RINGP2P_KEY_SECP256K1, &k), 0);
-    ringp2p_peer_id other;
-    ringp2p_peer_id_from_pubkey(ringp2p_privkey_public(k), &other);
-    ringp2p_peer_id_to_string(&other, ids, sizeof(ids));
-    *strstr(text, "/p2p/") = 0;
-    strcat(text, "/p2p/");
-    strcat(text, ids);
-    ringp2p_multiaddr *bad;
-    cr_assert_eq(ringp2p_multiaddr_parse(text, &bad, NULL), 0);
-    waiter w;
-    w_init(&w);
-    job j = { .seed = 1, .len = 10, .w = &w };
-    open_job(cli, bad, &j);
-    cr_assert_eq(w_wait(&w, 1, 20000), 1);
+    char real[RINGP2P_PEER_ID_STR_MAX], ids[RINGP2P_PEER_ID_STR_MAX];
+    cr_assert_gt(ringp2p_peer_id_to_string(ringp2p_node_id(srv), real, sizeof(real)), 0);
+    ringp2p_multiaddr *bad = addr_of_other_peer(to, RINGP2P_KEY_SECP256K1, ids, sizeof(ids));
+    echo_job j = { .seed = 1, .len = 10 };
+    echo_wait(cli, bad, &j, 20000, "to another peer's ID");
     cr_assert_eq(j.open_err, RINGP2P_EPEERMISMATCH, "got %d: %s", j.open_err, j.errmsg);
     cr_assert_not_null(strstr(j.errmsg, ids), "names the expected ID: %s", j.errmsg);
     cr_assert_not_null(strstr(j.errmsg, real), "names the certificate's ID: %s", j.errmsg);
     cr_assert_eq(log.connected, 0, "the listener reported the connection");
-    ringp2p_privkey_free(k);
     ringp2p_multiaddr_free(bad);
     ringp2p_multiaddr_free(to);
     ringp2p_node_free(cli);

@@ -834,13 +834,20 @@ Test(mplex, send_limits_and_config_bounds)
 #define SEC UINT64_C(1000000000)
 #define BIG (RP_MPLEX_MAX_MSG + 300 * 1024) /* the limit, then two more messages */
 
-/* Smallest buffer, 256 KiB messages, the default 5 s block timeout. */
-static void block_cfg(rp_mplex_config *cfg)
+/*
+ * Two peers with the smallest buffer, 256 KiB messages and the default 5 s
+ * block timeout; b consumes nothing by itself.
+ */
+static void block_pair(peer *a, peer *b)
 {
-    rp_mplex_config_default(cfg);
-    cfg->max_stream_buffer = RP_MPLEX_MAX_MSG;
-    cfg->max_frame = 256 * 1024;
-    cfg->max_queued = 4 * RP_MPLEX_MAX_MSG;
+    rp_mplex_config cfg;
+    rp_mplex_config_default(&cfg);
+    cfg.max_stream_buffer = RP_MPLEX_MAX_MSG;
+    cfg.max_frame = 256 * 1024;
+    cfg.max_queued = 4 * RP_MPLEX_MAX_MSG;
+    peer_init(a, &cfg);
+    peer_init(b, &cfg);
+    b->consume = false;
 }
 
 /* b's record of the peer's stream with id `id` (opened by a). */
@@ -877,6 +884,23 @@ static sdata *fill_until_blocked(peer *a, peer *b, const uint8_t *payload, size_
 }
 
 /*
+ * As fill_until_blocked (65536-byte reads), with another stream `*other`
+ * opened first whose message `msg`, written after, waits behind the blocked
+ * one; b's record of it in *dother.
+ */
+static sdata *block_behind(peer *a, peer *b, const uint8_t *payload, rp_mplex_stream **st,
+                           rp_mplex_stream **other, const char *msg, sdata **dother)
+{
+    cr_assert_eq(rp_mplex_open(a->s, NULL, other), 0);
+    sdata *d = fill_until_blocked(a, b, payload, 65536, st);
+    *dother = theirs(b, rp_mplex_stream_id(*other));
+    cr_assert_eq(rp_mplex_stream_write(*other, msg, strlen(msg)), (ssize_t)strlen(msg));
+    cr_assert_eq(pump(a, b, 65536), 0);
+    cr_assert_eq((*dother)->len, 0, "another stream's message waits behind the blocked one");
+    return d;
+}
+
+/*
  * A message that would pass the stream's buffer stops reading at its
  * boundary; consuming too little keeps it blocked (but restarts the wait),
  * consuming enough lets the rest through byte-exact. Headers split across
@@ -888,12 +912,8 @@ Test(mplex, full_stream_blocks_until_consumed)
     fill(payload, sizeof(payload), 7);
     static const size_t chunks[] = { 5, 65536 };
     for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
-        rp_mplex_config cfg;
-        block_cfg(&cfg);
         peer a, b;
-        peer_init(&a, &cfg);
-        peer_init(&b, &cfg);
-        b.consume = false;
+        block_pair(&a, &b);
         b.now = 1000;
         rp_mplex_stream *st;
         sdata *d = fill_until_blocked(&a, &b, payload, chunks[c], &st);
@@ -934,21 +954,12 @@ Test(mplex, full_stream_reset_after_the_block_timeout)
 {
     static uint8_t payload[BIG];
     fill(payload, sizeof(payload), 9);
-    rp_mplex_config cfg;
-    block_cfg(&cfg);
     peer a, b;
-    peer_init(&a, &cfg);
-    peer_init(&b, &cfg);
-    b.consume = false;
+    block_pair(&a, &b);
     b.now = 42;
-    rp_mplex_stream *other;
-    cr_assert_eq(rp_mplex_open(a.s, NULL, &other), 0);
-    rp_mplex_stream *st;
-    sdata *d = fill_until_blocked(&a, &b, payload, 65536, &st);
-    sdata *dother = theirs(&b, rp_mplex_stream_id(other));
-    cr_assert_eq(rp_mplex_stream_write(other, "hello", 5), 5);
-    cr_assert_eq(pump(&a, &b, 65536), 0);
-    cr_assert_eq(dother->len, 0, "another stream's message waits behind the blocked one");
+    rp_mplex_stream *other, *st;
+    sdata *dother;
+    sdata *d = block_behind(&a, &b, payload, &st, &other, "hello", &dother);
     b.now += 5 * SEC - 1;
     cr_assert(resume(&b), "still blocked 1 ns before the deadline");
     cr_assert_eq(d->reset, 0);
@@ -985,19 +996,11 @@ Test(mplex, releasing_or_resetting_the_full_stream_unblocks)
     static uint8_t payload[BIG];
     fill(payload, sizeof(payload), 11);
     for (int how = 0; how < 2; how++) {
-        rp_mplex_config cfg;
-        block_cfg(&cfg);
         peer a, b;
-        peer_init(&a, &cfg);
-        peer_init(&b, &cfg);
-        b.consume = false;
+        block_pair(&a, &b);
         rp_mplex_stream *other, *st;
-        cr_assert_eq(rp_mplex_open(a.s, NULL, &other), 0);
-        sdata *d = fill_until_blocked(&a, &b, payload, 65536, &st);
-        sdata *dother = theirs(&b, rp_mplex_stream_id(other));
-        cr_assert_eq(rp_mplex_stream_write(other, "behind", 6), 6);
-        cr_assert_eq(pump(&a, &b, 65536), 0);
-        cr_assert_eq(dother->len, 0);
+        sdata *dother;
+        sdata *d = block_behind(&a, &b, payload, &st, &other, "behind", &dother);
         if (how == 0)
             rp_mplex_stream_release(d->st);
         else

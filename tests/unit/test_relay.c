@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addrutil.h"
 #include "key_vectors.h"
 #include "multiformats/multiaddr.h"
 #include "proto/circuit.pb-c.h"
@@ -64,13 +65,6 @@ static ringp2p_peer_id peer_of(const ringp2p_privkey *key)
     return id;
 }
 
-static ringp2p_peer_id parse_peer(const char *text)
-{
-    ringp2p_peer_id id;
-    cr_assert_eq(ringp2p_peer_id_parse(text, strlen(text), &id, NULL), 0);
-    return id;
-}
-
 /* A sha2-256 peer ID numbered i (valid, no key needed). */
 static ringp2p_peer_id fake_peer(unsigned i)
 {
@@ -80,27 +74,6 @@ static ringp2p_peer_id fake_peer(unsigned i)
     ringp2p_peer_id id;
     cr_assert_eq(ringp2p_peer_id_from_bytes(mh, sizeof(mh), &id, NULL), 0);
     return id;
-}
-
-/* Binary multiaddrs parsed from text, in a per-test arena. */
-typedef struct arena {
-    uint8_t b[16384];
-    size_t used;
-} arena;
-
-static rp_iov ma(arena *a, const char *text)
-{
-    ringp2p_errinfo ei = { 0 };
-    ssize_t n = rp_maddr_from_text(text, strlen(text), a->b + a->used, sizeof(a->b) - a->used, &ei);
-    cr_assert_gt(n, 0, "%s: %s", text, ei.msg);
-    rp_iov v = rp_iov_make(a->b + a->used, (size_t)n);
-    a->used += (size_t)n;
-    return v;
-}
-
-static bool iov_is(rp_iov v, const void *p, size_t n)
-{
-    return v.base != NULL && v.len == n && (n == 0 || memcmp(v.base, p, n) == 0);
 }
 
 static void assert_hex(const uint8_t *got, size_t n, const char *hex)
@@ -332,13 +305,13 @@ Test(relay, encodings_from_field_numbers)
     /* Requests, framed: RESERVE = 02 08 00; CONNECT = js's bytes. */
     n = rp_relay_reserve_write(out, sizeof(out));
     assert_hex(out, (size_t)n, "02 08 00");
-    ringp2p_peer_id js_peer = parse_peer(JS_PEER);
+    ringp2p_peer_id js_peer = pid(JS_PEER);
     n = rp_relay_connect_write(&js_peer, out, sizeof(out));
     cr_assert_eq(out[0], 44);
     assert_hex(out + 1, (size_t)n - 1, JS_HOP_CONNECT);
 
     /* StopMessage {CONNECT, peer {id RELAY}, limit}: js's bytes. */
-    ringp2p_peer_id js_relay = parse_peer(JS_RELAY);
+    ringp2p_peer_id js_relay = pid(JS_RELAY);
     rp_relay_stop_msg s;
     memset(&s, 0, sizeof(s));
     s.has_type = s.has_peer = s.has_limit = true;
@@ -535,7 +508,7 @@ Test(relay, framing)
 Test(relay, voucher_matches_js_and_opens)
 {
     ringp2p_privkey *relay_key = load_key(SPEC_ED25519_PRIVATE_KEY);
-    ringp2p_peer_id peer = parse_peer(JS_PEER);
+    ringp2p_peer_id peer = pid(JS_PEER);
     uint8_t env[RP_ENVELOPE_MAX];
     ringp2p_errinfo ei = { 0 };
     ssize_t n = rp_relay_voucher_seal(relay_key, &peer, JS_EXPIRE, env, sizeof(env), &ei);
@@ -547,7 +520,7 @@ Test(relay, voucher_matches_js_and_opens)
     const uint8_t *p = js.b;
     cr_assert_eq(rp_relay_voucher_open(&p, js.b + js.n, &v, &ei), 0, "%s", ei.msg);
     cr_assert_eq(p, js.b + js.n);
-    ringp2p_peer_id relay = parse_peer(JS_RELAY);
+    ringp2p_peer_id relay = pid(JS_RELAY);
     cr_assert(ringp2p_peer_id_equal(&v.relay, &relay));
     cr_assert(ringp2p_peer_id_equal(&v.peer, &peer));
     cr_assert_eq(v.expiration, JS_EXPIRE);
@@ -1247,7 +1220,7 @@ Test(relay, stop_check_paths)
 Test(relay, circuit_addresses)
 {
     arena a = { .used = 0 };
-    ringp2p_peer_id relay = parse_peer(JS_RELAY);
+    ringp2p_peer_id relay = pid(JS_RELAY);
     uint8_t out[RP_MADDR_MAX_BYTES];
     char text[RP_MADDR_TEXT_MAX];
     ringp2p_errinfo ei = { 0 };
@@ -1291,7 +1264,7 @@ Test(relay, circuit_addresses)
     rp_relay_target t;
     rp_iov full = ma(&a, "/ip4/1.2.3.4/tcp/1/p2p/" JS_RELAY "/p2p-circuit/p2p/" JS_PEER);
     cr_assert_eq(rp_relay_addr_split(full.base, full.len, &t, &ei), 0, "%s", ei.msg);
-    ringp2p_peer_id peer = parse_peer(JS_PEER);
+    ringp2p_peer_id peer = pid(JS_PEER);
     cr_assert(ringp2p_peer_id_equal(&t.relay, &relay));
     cr_assert(ringp2p_peer_id_equal(&t.dst, &peer));
     rp_maddr_to_text(t.relay_addr.base, t.relay_addr.len, text, sizeof(text), NULL);
