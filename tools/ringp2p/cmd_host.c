@@ -1,4 +1,5 @@
 /* ringp2p listen / ping / identify / stream / perf: a libp2p host on the command line. */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -869,11 +870,25 @@ typedef struct pump_arg {
     ringp2p_bstream *bs;
     _Atomic int err;
     _Atomic bool done;
+    bool buffered;       /* --repeat: write data (len bytes), waiting up to ms; else stdin */
+    const uint8_t *data; /* owned by the caller until the pump is joined */
+    size_t len;
+    int ms;
 } pump_arg;
 
+/* Writes stdin (or the buffered payload) into the stream, then half-closes it. */
 static void *stdin_pump(void *p)
 {
     pump_arg *a = p;
+    if (a->buffered) {
+        ssize_t w = a->len > 0 ? ringp2p_bstream_write(a->bs, a->data, a->len, a->ms) : 0;
+        if (w < 0)
+            a->err = (int)w;
+        else
+            ringp2p_bstream_close_write(a->bs);
+        a->done = true;
+        return NULL;
+    }
     uint8_t buf[65536];
     for (;;) {
         ssize_t n = read(0, buf, sizeof(buf));
@@ -890,19 +905,14 @@ static void *stdin_pump(void *p)
     return NULL;
 }
 
-int cmd_stream(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, size_t nargs)
+/*
+ * One stream: the pump writes into it while what comes back goes to stdout, until the
+ * peer's end. `what` names the stream in messages.
+ */
+static int stream_run(ringp2p_bstream *bs, pump_arg *pa, const char *what)
 {
-    (void)cmd;
-    (void)nargs;
-    host_opts o;
-    int r = host_opts_get("stream", flags, nflags, &o);
-    if (r != 0) return r;
-    ringp2p_node *node;
-    ringp2p_bstream *bs;
-    if ((r = dial_stream(&o, args[0], args[1], &node, &bs)) != 0) return r;
-    pump_arg pa = { bs, 0, false };
     pthread_t t;
-    pthread_create(&t, NULL, stdin_pump, &pa);
+    pthread_create(&t, NULL, stdin_pump, pa);
     uint8_t buf[65536];
     ssize_t n;
     while ((n = ringp2p_bstream_read(bs, buf, sizeof(buf), -1)) > 0) {
@@ -910,11 +920,138 @@ int cmd_stream(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, 
         fflush(stdout);
     }
     int rc = CLI_OK;
-    if (n < 0) rc = cli_fail("stream", "stream failed", (int)n, NULL);
+    if (n < 0) rc = cli_fail("stream", what, (int)n, NULL);
     fflush(stdout);
-    if (!pa.done) _exit(rc); /* stdin still open (a terminal): the reader cannot be joined */
+    if (!pa->done && !pa->buffered) _exit(rc); /* stdin still open (a terminal): unjoinable */
     pthread_join(t, NULL);
-    if (pa.err != 0 && rc == CLI_OK) rc = cli_fail("stream", "writing", pa.err, NULL);
+    if (pa->err != 0 && rc == CLI_OK) rc = cli_fail("stream", "writing", pa->err, NULL);
+    return rc;
+}
+
+/* --repeat: streams after the first wait for the peer's identify (RINGP2P_EVENT_IDENTIFIED). */
+typedef struct stream_ident {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool identified;
+} stream_ident;
+
+static void stream_event(ringp2p_node *n, const ringp2p_event *ev, void *ctx)
+{
+    (void)n;
+    stream_ident *si = ctx;
+    if (ev->type != RINGP2P_EVENT_IDENTIFIED) return;
+    pthread_mutex_lock(&si->mu);
+    si->identified = true;
+    pthread_cond_broadcast(&si->cv);
+    pthread_mutex_unlock(&si->mu);
+}
+
+static bool stream_wait_identify(stream_ident *si, double secs)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)secs;
+    ts.tv_nsec += (long)((secs - (double)(time_t)secs) * 1e9);
+    if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+    pthread_mutex_lock(&si->mu);
+    while (!si->identified)
+        if (pthread_cond_timedwait(&si->cv, &si->mu, &ts) != 0) break;
+    bool ok = si->identified;
+    pthread_mutex_unlock(&si->mu);
+    return ok;
+}
+
+/*
+ * --repeat N: all of stdin, then N streams one after another on the connection the
+ * first one made, each sent the payload and half-closed at once, each echo to stdout in
+ * turn. Streams 2..N open after the peer's identify arrived, so a protocol it listed is
+ * opened lazily (its bytes travel with the proposal).
+ */
+static int stream_repeat(const host_opts *o, const char *maddr, const char *proto, long repeat)
+{
+    size_t len = 0, cap = 0;
+    uint8_t *data = NULL;
+    for (;;) {
+        if (len == cap) {
+            size_t ncap = cap == 0 ? 65536 : cap * 2;
+            uint8_t *nd = realloc(data, ncap);
+            if (nd == NULL) {
+                free(data);
+                return cli_fail("stream", "reading stdin", RINGP2P_ENOMEM, NULL);
+            }
+            data = nd;
+            cap = ncap;
+        }
+        ssize_t n = read(0, data + len, cap - len);
+        if (n == 0) break;
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            free(data);
+            return cli_fail("stream", "reading stdin", RINGP2P_EIO, NULL);
+        }
+        len += (size_t)n;
+    }
+    ringp2p_errinfo ei;
+    ringp2p_multiaddr *ma;
+    int r = ringp2p_multiaddr_parse(maddr, &ma, &ei);
+    if (r < 0) {
+        free(data);
+        return cli_fail("stream", "bad address", r, &ei);
+    }
+    stream_ident si = { .identified = false };
+    pthread_mutex_init(&si.mu, NULL);
+    pthread_cond_init(&si.cv, NULL);
+    ringp2p_node *node = NULL;
+    int rc = start_node(o, stream_event, &si, &node);
+    const char *protos[1] = { proto };
+    int ms = (int)(o->timeout_s * 1000);
+    for (long i = 0; rc == 0 && i < repeat; i++) {
+        char what[128];
+        if (i == 1 && !stream_wait_identify(&si, o->timeout_s)) {
+            fprintf(stderr, "ringp2p stream: --repeat: no identify from the peer within %g s\n",
+                    o->timeout_s);
+            rc = CLI_FAIL;
+            break;
+        }
+        ringp2p_bstream *bs;
+        memset(&ei, 0, sizeof(ei));
+        r = ringp2p_bstream_open(node, ma, protos, 1, ms + 500, &bs, &ei);
+        if (r < 0) {
+            snprintf(what, sizeof(what), "stream %ld of %ld: %s", i + 1, repeat, open_what(r));
+            rc = cli_fail("stream", what, r, &ei);
+            break;
+        }
+        pump_arg pa = { .bs = bs, .buffered = true, .data = data, .len = len, .ms = ms };
+        snprintf(what, sizeof(what), "stream %ld of %ld failed", i + 1, repeat);
+        rc = stream_run(bs, &pa, what);
+        ringp2p_bstream_close(bs);
+    }
+    if (node != NULL) ringp2p_node_free(node); /* joins the shards: no event after this */
+    ringp2p_multiaddr_free(ma);
+    pthread_cond_destroy(&si.cv);
+    pthread_mutex_destroy(&si.mu);
+    free(data);
+    return rc;
+}
+
+int cmd_stream(const cli_cmd *cmd, cli_flag *flags, size_t nflags, char **args, size_t nargs)
+{
+    (void)cmd;
+    (void)nargs;
+    host_opts o;
+    int r = host_opts_get("stream", flags, nflags, &o);
+    if (r != 0) return r;
+    long repeat = 0;
+    cli_flag *f = cli_flag_get(flags, nflags, "repeat");
+    if (f != NULL && f->value != NULL &&
+        (r = cli_long("stream", "--repeat", f->value, 1, 1000000, &repeat)) != 0)
+        return r;
+    if (repeat > 0) return stream_repeat(&o, args[0], args[1], repeat);
+    ringp2p_node *node;
+    ringp2p_bstream *bs;
+    if ((r = dial_stream(&o, args[0], args[1], &node, &bs)) != 0) return r;
+    pump_arg pa = { .bs = bs };
+    int rc = stream_run(bs, &pa, "stream failed");
     ringp2p_bstream_close(bs);
     ringp2p_node_free(node);
     return rc;

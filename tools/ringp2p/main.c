@@ -99,7 +99,16 @@ static cli_flag ping_flags[] = {
 };
 
 static cli_flag identify_flags[] = { DIAL_FLAGS };
-static cli_flag stream_flags[] = { DIAL_FLAGS, DIALER_LISTEN_FLAG };
+static cli_flag stream_flags[] = {
+    DIAL_FLAGS,
+    DIALER_LISTEN_FLAG,
+    { "repeat", true,
+      "read all of stdin first, then open N streams one after another on one connection, each "
+      "sent that payload and half-closed at once, their echoes to stdout in turn; streams "
+      "after the first wait (up to --timeout) for the peer's identify, so a protocol it lists "
+      "opens lazily, its bytes with the proposal",
+      NULL, false },
+};
 
 static cli_flag perf_flags[] = {
     DIAL_FLAGS,
@@ -167,9 +176,11 @@ static const cli_cmd commands[] = {
       "Asks a peer for its identify record and prints it.", cmd_identify, identify_flags,
       NFLAGS(identify_flags), 1, 1 },
     { "stream",
-      "stream MADDR PROTOCOL [--key FILE] [--timeout SEC] [--listen MADDR]... [--no-relay]",
+      "stream MADDR PROTOCOL [--key FILE] [--timeout SEC] [--listen MADDR]... [--no-relay] "
+      "[--repeat N]",
       "netcat for libp2p: stdin into a new stream (half-closed at EOF), the stream to stdout.\n"
-      "Exits 0 only if the stream ended cleanly.",
+      "With --repeat N, stdin is read whole and sent on N streams in turn (see the flag).\n"
+      "Exits 0 only if every stream ended cleanly.",
       cmd_stream, stream_flags, NFLAGS(stream_flags), 2, 2 },
     { "perf",
       "perf MADDR [--upload SIZE] [--download SIZE] [--streams N] [--conns N] [--security LIST] "

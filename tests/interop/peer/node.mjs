@@ -12,10 +12,12 @@
 //     First line {"event":"ready","peerId","addrs":[.../p2p/<id>],"protocols","agentVersion"},
 //     then one line per event: "connection", "connection-closed", "identify" (what js
 //     learned about a peer), "monitor-ping" (js's automatic ping answered), "perf-served"
-//     (a /perf/1.0.0 stream served: ok, error, requested, uploadBytes read, downloadBytes sent). Reads commands
-//     from stdin, one JSON object a line: {"id","peer","actions":["echo-many 200 65536",...]}
-//     runs the actions on the open connection to that peer and answers with one
-//     {"event":"result","id",...} line per action and {"event":"done","id","ok"}.
+//     (a /perf/1.0.0 stream served: ok, error, requested, uploadBytes read, downloadBytes sent),
+//     "echo-served" (an /echo/1.0.0 stream served: ok once js saw its end and closed; bytes
+//     read; error). Reads commands from stdin, one JSON object a line:
+//     {"id","peer","actions":["echo-many 200 65536",...]} runs the actions on the open
+//     connection to that peer and answers with one {"event":"result","id",...} line per
+//     action and {"event":"done","id","ok"}.
 //     Stops on SIGINT, SIGTERM or the end of stdin (so it never outlives its driver).
 //
 //   node.mjs dial MADDR [--key FILE] [--agent TEXT] [--keep-going] ACTION...
@@ -102,7 +104,8 @@ async function listen (opts) {
     listen: opts.listen.length > 0 ? opts.listen : ['/ip4/127.0.0.1/tcp/0'],
     onMonitorPing: (conn, rttMs) =>
       emit({ event: 'monitor-ping', peerId: conn.remotePeer.toString(), conn: conn.id, rttMs }),
-    onPerfServed: (conn, r) => emit({ event: 'perf-served', peerId: conn.remotePeer.toString(), conn: conn.id, ...r })
+    onPerfServed: (conn, r) => emit({ event: 'perf-served', peerId: conn.remotePeer.toString(), conn: conn.id, ...r }),
+    onEchoServed: (conn, r) => emit({ event: 'echo-served', peerId: conn.remotePeer.toString(), conn: conn.id, ...r })
   })
   node.addEventListener('connection:open', (evt) => {
     emit({ event: 'connection', peerId: evt.detail.remotePeer.toString(), ...connView(evt.detail) })

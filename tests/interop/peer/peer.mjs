@@ -116,10 +116,12 @@ export function parseList (text, table, what) {
  * offers only those. `mplexDisconnectThreshold`: see MPLEX_DISCONNECT_THRESHOLD (null: js's
  * default). `onMonitorPing(conn, rttMs)` is called each time js's connection monitor
  * completes a ping; `onPerfServed(conn, r)` each time a /perf/1.0.0 stream served ends
- * (perf.mjs perfHandler).
+ * (perf.mjs perfHandler); `onEchoServed(conn, r)` each time an /echo/1.0.0 stream served ends
+ * (echoHandler).
  */
 export async function createPeer ({
-  keyFile = null, listen = [], agent = null, onMonitorPing = null, onPerfServed = null, security = 'noise',
+  keyFile = null, listen = [], agent = null, onMonitorPing = null, onPerfServed = null, onEchoServed = null,
+  security = 'noise',
   muxer = 'yamux', mplexDisconnectThreshold = MPLEX_DISCONNECT_THRESHOLD
 } = {}) {
   const privateKey = keyFile != null ? privateKeyFromProtobuf(readFileSync(keyFile)) : undefined
@@ -136,7 +138,7 @@ export async function createPeer ({
     ...(agent != null ? { nodeInfo: { userAgent: agent } } : {}),
     services: { identify: identify(), identifyPush: identifyPush(), ping: ping() }
   })
-  await node.handle(ECHO, echoHandler, {
+  await node.handle(ECHO, (stream, conn) => echoHandler(stream, conn, onEchoServed), {
     maxInboundStreams: MAX_ECHO_STREAMS,
     maxOutboundStreams: MAX_ECHO_STREAMS
   })
@@ -200,14 +202,22 @@ function instrument (conn, onMonitorPing) {
   })
 }
 
-/** /echo/1.0.0: copies the stream back until the writer closes, then closes. */
-export async function echoHandler (stream) {
+/**
+ * /echo/1.0.0: copies the stream back until the writer closes, then closes. `onServed(conn,
+ * { ok, bytes, error? })`, if given, is called when it is done: ok once it has seen the end of
+ * the stream and closed its own side, with the bytes it read.
+ */
+export async function echoHandler (stream, conn, onServed = null) {
+  let bytes = 0
   try {
     for await (const chunk of stream) {
+      bytes += chunk.byteLength
       if (!stream.send(chunk)) await stream.onDrain()
     }
     await stream.close()
+    onServed?.(conn, { ok: true, bytes })
   } catch (e) {
+    onServed?.(conn, { ok: false, bytes, error: errText(e) })
     stream.abort(e)
   }
 }

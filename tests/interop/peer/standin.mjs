@@ -16,13 +16,15 @@
 //   perf      `perf` uploads one byte less than it reports; `listen`'s perf server sends one
 //             byte less than asked
 //   secmux    --security and --muxer are ignored: every security and muxer is offered
+//   lazyfin   `stream --repeat`: the streams after the first are never half-closed (as a FIN
+//             js-libp2p loses when it comes with a lazy proposal)
 // Every host check must fail against all of them.
 //
 //   standin.mjs listen [--key FILE] [--listen MADDR]... [--security LIST] [--muxer LIST]
 //                      [--shards N] [--json]
 //   standin.mjs ping MADDR [--count N] [--interval SEC] [--json]
 //   standin.mjs identify MADDR [--json]
-//   standin.mjs stream MADDR PROTOCOL
+//   standin.mjs stream MADDR PROTOCOL [--repeat N]
 //   standin.mjs perf MADDR [--upload SIZE] [--download SIZE] [--streams N] [--json]
 //   dialing commands also take --key FILE, --security LIST, --muxer LIST, --timeout SEC.
 //   --security and --muxer name what the node offers (noise, tls, plaintext; yamux, mplex).
@@ -114,6 +116,7 @@ function parseArgs (argv) {
     upload: 1 << 30,
     download: 0,
     streams: 1,
+    repeat: null,
     positional: []
   }
   for (let i = 0; i < argv.length; i++) {
@@ -150,6 +153,7 @@ function parseArgs (argv) {
       case '--upload':
       case '--download': o[a.slice(2)] = size(a, value()); break
       case '--streams': o.streams = number(); break
+      case '--repeat': o.repeat = number(); break
       default:
         if (a.startsWith('--')) fail(`unknown flag ${a}`)
         o.positional.push(a)
@@ -312,28 +316,57 @@ async function identifyCmd (o) {
   process.exit(code)
 }
 
+/**
+ * One stream of `protocol` on `conn`: the chunks of `source` into it, then (unless `halfClose`
+ * is false) its half-close; what comes back to stdout until the peer's end.
+ */
+async function oneStream (o, conn, protocol, source, halfClose = true) {
+  const stream = await conn.newStream(protocol, { signal: AbortSignal.timeout(o.timeout * 1000) })
+  const ended = new Promise((resolve, reject) => {
+    stream.addEventListener('message', (evt) => {
+      const bufs = evt.data instanceof Uint8Array ? [evt.data] : [...evt.data]
+      for (const b of bufs) process.stdout.write(lie('stream') ? b.map((x) => x ^ 0x80) : b)
+    })
+    stream.addEventListener('end', () => resolve())
+    stream.addEventListener('close', (evt) => (evt.error != null ? reject(evt.error) : resolve()))
+  })
+  ended.catch(() => {})
+  for await (const chunk of source) {
+    if (!stream.send(chunk)) await stream.onDrain()
+  }
+  if (halfClose) await stream.close()
+  await ended
+  if (stream.status === 'aborted' || stream.status === 'reset') throw new Error(`stream ${stream.status}`)
+}
+
 async function streamCmd (o) {
-  if (o.positional.length !== 2) fail('usage: stream MADDR PROTOCOL')
+  if (o.positional.length !== 2) fail('usage: stream MADDR PROTOCOL [--repeat N]')
   const [target, protocol] = o.positional
+  // --repeat N: stdin whole, then N streams in turn on one connection, the ones after the
+  // first once the peer's identify is in (the tool's lazy opens).
+  let payload = null
+  if (o.repeat != null) {
+    const chunks = []
+    for await (const chunk of process.stdin) chunks.push(chunk)
+    payload = Buffer.concat(chunks)
+  }
   const { node, conn } = await connect(o, target)
   let code = 0
   try {
-    const stream = await conn.newStream(protocol, { signal: AbortSignal.timeout(o.timeout * 1000) })
-    const ended = new Promise((resolve, reject) => {
-      stream.addEventListener('message', (evt) => {
-        const bufs = evt.data instanceof Uint8Array ? [evt.data] : [...evt.data]
-        for (const b of bufs) process.stdout.write(lie('stream') ? b.map((x) => x ^ 0x80) : b)
-      })
-      stream.addEventListener('end', () => resolve())
-      stream.addEventListener('close', (evt) => (evt.error != null ? reject(evt.error) : resolve()))
-    })
-    ended.catch(() => {})
-    for await (const chunk of process.stdin) {
-      if (!stream.send(chunk)) await stream.onDrain()
+    if (payload == null) {
+      await oneStream(o, conn, protocol, process.stdin)
+    } else {
+      for (let i = 0; i < o.repeat; i++) {
+        if (i === 1) {
+          await Promise.race([
+            node.identifiedOn(conn),
+            sleep(o.timeout * 1000).then(() => { throw new Error('--repeat: no identify from the peer') })
+          ])
+        }
+        // The liar loses the half-close of the streams after the first.
+        await oneStream(o, conn, protocol, payload.length > 0 ? [payload] : [], !(lie('lazyfin') && i > 0))
+      }
     }
-    await stream.close()
-    await ended
-    if (stream.status === 'aborted' || stream.status === 'reset') throw new Error(`stream ${stream.status}`)
     await new Promise((resolve) => process.stdout.write('', resolve))
   } catch (e) {
     console.error(`stream: ${errText(e)}`)
