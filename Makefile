@@ -183,8 +183,7 @@ test:
 
 unit: $(ASAN_DIR)/unit
 	@echo "== unit tests (Criterion, ASan+UBSan)"
-	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-	    $(ASAN_DIR)/unit --jobs 2 $(UNIT_ARGS)
+	$(Q)bash tests/unit/run.sh $(ASAN_DIR)/unit $(UNIT_ARGS)
 
 interop: $(BUILD)/ringp2p $(ASAN_DIR)/ringp2p $(INTEROP_BINS)
 	@echo "== cross-checks against js-libp2p"
