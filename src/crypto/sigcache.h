@@ -29,7 +29,10 @@
 
 typedef struct rp_sigcache rp_sigcache;
 
-/* Entries of an rp_sigcache: a node talking to this many peers verifies each signature once. */
+/*
+ * Entries of an rp_sigcache (16 KiB). A peer takes one per signed thing it
+ * sends: its Noise static key or TLS certificate, and its peer record.
+ */
 #define RP_SIGCACHE_SLOTS 512
 /* An entry: a SHA-256 digest. */
 #define RP_SIGCACHE_DIGEST_LEN 32

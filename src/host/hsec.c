@@ -15,16 +15,18 @@
 #include "security/tls.h"
 
 /*
- * What the node's /noise and signed sessions share, made at its first
- * handshake and kept until the node is freed: one Noise static key signed once
- * (noise.h "Static key choice") and the cache of peers' static-key signatures
- * already verified. Shards racing to make it keep the first one published.
+ * What the node's sessions share, made at its first handshake and kept until
+ * the node is freed: one Noise static key signed once (noise.h "Static key
+ * choice"), the TLS credential, and the cache of peers' signatures already
+ * verified (crypto/sigcache.h: Noise static keys, TLS certificates, and the
+ * signed peer records identify checks through rp_hsec_sigcache). Shards racing
+ * to make it keep the first one published.
  */
 struct rp_hsec_shared {
     rp_noise_static *st;
     /* The TLS key, certificate and contexts, made at the node's first TLS session. */
     _Atomic(rp_tls_cred *) tls_cred;
-    rp_noise_vcache *verified;
+    rp_sigcache *verified;
 };
 
 void rp_hsec_shared_free(struct rp_hsec_shared *sh)
@@ -32,7 +34,7 @@ void rp_hsec_shared_free(struct rp_hsec_shared *sh)
     if (sh == NULL) return;
     rp_noise_static_free(sh->st);
     rp_tls_cred_free(atomic_load_explicit(&sh->tls_cred, memory_order_acquire));
-    rp_noise_vcache_free(sh->verified);
+    rp_sigcache_free(sh->verified);
     free(sh);
 }
 
@@ -44,7 +46,7 @@ static struct rp_hsec_shared *node_shared(ringp2p_node *n)
     struct rp_hsec_shared *mine = calloc(1, sizeof(*mine));
     if (mine == NULL) return NULL;
     if (rp_noise_static_new(n->key, &mine->st, NULL) < 0 ||
-        (mine->verified = rp_noise_vcache_new()) == NULL) {
+        (mine->verified = rp_sigcache_new()) == NULL) {
         rp_hsec_shared_free(mine);
         return NULL;
     }

@@ -254,18 +254,6 @@ void rp_noise_static_free(rp_noise_static *st);
 /* The static public key (RP_NOISE_DHLEN bytes, owned by st). */
 const uint8_t *rp_noise_static_public(const rp_noise_static *st);
 
-/*
- * The verified-signature cache's former name: it is crypto/sigcache.h's
- * rp_sigcache now (Noise, identify and TLS share it). Kept for code written
- * against the old name; new code uses rp_sigcache.
- */
-typedef rp_sigcache rp_noise_vcache;
-#define rp_noise_vcache_new   rp_sigcache_new
-#define rp_noise_vcache_free  rp_sigcache_free
-#define rp_noise_vcache_stats rp_sigcache_stats
-#define rp_noise_vcache_has   rp_sigcache_has
-#define rp_noise_vcache_put   rp_sigcache_put
-
 typedef struct rp_noise_config {
     /*
      * Signs a static key made for this session in rp_noise_new; not retained.
