@@ -33,6 +33,14 @@ static int decode_peer(const uint8_t *p, const uint8_t *end, rp_autonat_msg *m, 
             m->peer_id = f.body;
         } else if (f.num == RP_AUTONAT_FIELD_PEER_ADDRS) {
             if (f.wt != RP_PB_LEN) return rp_pb_wrong_type(what, "addrs", &f, ei);
+            /*
+             * Every copy of PeerInfo (and of Dial) decodes into the same m, so
+             * addresses append in wire order across copies, as protobuf merges
+             * them (go, protobuf-c). Past RP_AUTONAT_ADDRS_MAX they are only
+             * counted: go's server scans all of them for up to 16 usable ones,
+             * so a request whose first 64 are all unusable is refused here
+             * where go could still dial a later one.
+             */
             if (m->n_addrs < RP_AUTONAT_ADDRS_MAX)
                 m->addrs[m->n_addrs++] = f.body;
             else

@@ -40,20 +40,33 @@ static int same_msg(const rp_autonat_msg *a, const rp_autonat_msg *b)
     return 1;
 }
 
-static int bytes_eq(const rp_iov *v, protobuf_c_boolean has, const ProtobufCBinaryData *b)
+/*
+ * An optional bytes field. `merged`: pb may have merged several copies of the
+ * enclosing message (it read the input, not our encoding). protobuf-c 1.4.1
+ * then treats an empty bytes value as unset in both directions: a later empty
+ * one leaves the earlier value, and an earlier empty one is dropped when a
+ * later copy lacks the field. The encoding guide (and go) keep it: present,
+ * empty, as we do; so an empty value of ours matches whatever pb holds.
+ * (Strings are not affected: protobuf-c merges an empty string correctly.)
+ */
+static int bytes_eq(const rp_iov *v, protobuf_c_boolean has, const ProtobufCBinaryData *b,
+                    int merged)
 {
+    if (merged && v->base != NULL && v->len == 0) return 1;
     if ((v->base != NULL) != (has != 0)) return 0;
-    /*
-     * protobuf-c, merging a repeated embedded message, takes an empty bytes or
-     * string field of the later copy for unset and keeps the earlier value;
-     * protobuf (and go) let the later, empty one win, as we do.
-     */
-    if (v->base != NULL && v->len == 0) return 1;
-    return v->base == NULL || (v->len == b->len && !memcmp(v->base, b->data, v->len));
+    return v->base == NULL ||
+           (v->len == b->len && (v->len == 0 || !memcmp(v->base, b->data, v->len)));
 }
 
-/* protobuf-c and we read the same fields. `all`: our lists are complete (no skipped entries). */
-static void compare_pb(const rp_autonat_msg *m, const Rp__Autonat *pb, int all)
+/*
+ * protobuf-c and we read the same fields. Both merge repeated copies of an
+ * embedded message as the protobuf encoding guide says (scalars: last one
+ * wins; repeated fields: concatenated in wire order), so the address lists
+ * agree in full. `reencoded`: pb was read from our encoding of m, which holds
+ * only the m->n_addrs kept addresses; otherwise pb read the input, where the
+ * n_addrs_skipped ones past RP_AUTONAT_ADDRS_MAX follow the kept ones.
+ */
+static void compare_pb(const rp_autonat_msg *m, const Rp__Autonat *pb, int reencoded)
 {
     if ((pb->has_type != 0) != m->has_type) abort();
     if (m->has_type && (int)pb->type != (int)(uint32_t)m->type)
@@ -63,17 +76,20 @@ static void compare_pb(const rp_autonat_msg *m, const Rp__Autonat *pb, int all)
         if ((pb->dial->peer != NULL) != m->has_peer) abort();
         if (m->has_peer) {
             const Rp__Autonat__PeerInfo *pi = pb->dial->peer;
-            if (!bytes_eq(&m->peer_id, pi->has_id, &pi->id)) abort();
+            if (!bytes_eq(&m->peer_id, pi->has_id, &pi->id, !reencoded)) abort();
             /*
-             * The address count may differ when a PeerInfo is merged from
-             * several copies (seed merged_peer_addr_count: protobuf-c and we
-             * disagree; not yet settled which is right), so compare the
-             * addresses both have.
+             * Seed merged_peer_addr_count (67 addresses over 67 merged Dial
+             * and PeerInfo copies) once failed here: not a merging
+             * disagreement (both read the same 67) but this check expecting
+             * the 3 skipped addresses in our re-encoding, which has only the
+             * 64 kept.
              */
-            size_t both = pi->n_addrs < m->n_addrs ? pi->n_addrs : m->n_addrs;
-            if (all && m->n_addrs_skipped != 0) abort();
-            for (size_t i = 0; i < both; i++)
-                if (!bytes_eq(&m->addrs[i], 1, &pi->addrs[i])) abort();
+            if (pi->n_addrs != m->n_addrs + (reencoded ? 0 : m->n_addrs_skipped)) abort();
+            for (size_t i = 0; i < m->n_addrs; i++) /* repeated: no merge quirk to allow for */
+                if (m->addrs[i].base == NULL || m->addrs[i].len != pi->addrs[i].len ||
+                    (m->addrs[i].len != 0 &&
+                     memcmp(m->addrs[i].base, pi->addrs[i].data, m->addrs[i].len) != 0))
+                    abort();
         }
     }
     if ((pb->dialresponse != NULL) != m->has_response) abort();
@@ -81,7 +97,7 @@ static void compare_pb(const rp_autonat_msg *m, const Rp__Autonat *pb, int all)
         const Rp__Autonat__DialResponse *r = pb->dialresponse;
         if ((r->has_status != 0) != m->has_status) abort();
         if (m->has_status && (int)r->status != (int)(uint32_t)m->status) abort();
-        if (!bytes_eq(&m->addr, r->has_addr, &r->addr)) abort();
+        if (!bytes_eq(&m->addr, r->has_addr, &r->addr, !reencoded)) abort();
         if ((r->statustext != NULL) != (m->status_text.base != NULL)) abort();
         /* A text with a NUL cannot be compared through protobuf-c's char *. */
         if (m->status_text.len != 0 && memchr(m->status_text.base, 0, m->status_text.len) == NULL &&
@@ -110,7 +126,7 @@ static void round_trip(const rp_autonat_msg *m)
     }
     Rp__Autonat *pb = rp__autonat__unpack(NULL, (size_t)n, buf);
     if (pb == NULL) abort();
-    compare_pb(m, pb, 0);
+    compare_pb(m, pb, 1);
     rp__autonat__free_unpacked(pb, NULL);
     free(buf);
 }

@@ -172,6 +172,79 @@ Test(autonat, decode_merges_like_protobuf_and_skips_unknown_fields)
     rp__autonat__free_unpacked(pb, NULL);
 }
 
+/*
+ * A PeerInfo sent as several copies, within one Dial and across Dials, merges
+ * as the protobuf encoding guide says (and go's protobuf, protobuf-c do): a
+ * copy without an id keeps the earlier id, addresses concatenate in wire
+ * order, and the re-encoding is the single merged PeerInfo.
+ */
+Test(autonat, merged_peer_info)
+{
+    uint8_t b[64];
+    size_t n = unhex("0800"
+                     "120e"                   /* dial, 14 bytes: */
+                     "0a07 0a02 1234 1201 aa" /*   peer { id 1234, addrs aa } */
+                     "0a03 1201 bb"           /*   peer { addrs bb } */
+                     "1205 0a03 1201 cc",     /* dial { peer { addrs cc } } */
+                     b, sizeof(b));
+    rp_autonat_msg m;
+    rp_autonat_msg_init(&m);
+    const uint8_t *p = b;
+    cr_assert_eq(rp_autonat_msg_decode(&p, b + n, &m, NULL), 0);
+    cr_assert(m.has_dial && m.has_peer);
+    cr_assert(iov_is(m.peer_id, "\x12\x34", 2));
+    cr_assert_eq(m.n_addrs, 3);
+    cr_assert_eq(m.n_addrs_skipped, 0);
+    cr_assert(iov_is(m.addrs[0], "\xaa", 1));
+    cr_assert(iov_is(m.addrs[1], "\xbb", 1));
+    cr_assert(iov_is(m.addrs[2], "\xcc", 1));
+
+    Rp__Autonat *pb = rp__autonat__unpack(NULL, n, b);
+    cr_assert_not_null(pb);
+    const Rp__Autonat__PeerInfo *pi = pb->dial->peer;
+    cr_assert(pi->has_id && pi->id.len == 2 && memcmp(pi->id.data, "\x12\x34", 2) == 0);
+    cr_assert_eq(pi->n_addrs, 3, "protobuf-c concatenates the same addresses");
+    for (size_t i = 0; i < 3; i++)
+        cr_assert(iov_is(m.addrs[i], pi->addrs[i].data, pi->addrs[i].len), "address %zu", i);
+    rp__autonat__free_unpacked(pb, NULL);
+
+    uint8_t want[32], out[32];
+    size_t wn = unhex("0800 120f 0a0d 0a02 1234 1201 aa 1201 bb 1201 cc", want, sizeof(want));
+    cr_assert_eq(rp_autonat_msg_encode(&m, out, sizeof(out)), (ssize_t)wn);
+    cr_assert(memcmp(out, want, wn) == 0);
+
+    /*
+     * An empty id is present and empty whichever copy it is in: a later one
+     * wins over an earlier id, an earlier one stays when a later copy has no
+     * id (go: GetId() is then a non-nil empty slice, "bad peer id").
+     * protobuf-c 1.4.1 takes an empty bytes for unset when it merges (it
+     * shows 1234 for the first, no id for the second);
+     * tests/fuzz/fuzz_autonat.c bytes_eq allows for that.
+     */
+    static const char *const empty_id[] = {
+        "1206 0a04 0a02 1234"
+        "1204 0a02 0a00", /* dial { peer { id 1234 } }, dial { peer { id "" } } */
+        "1204 0a02 0a00"
+        "1205 0a03 1201 cc", /* dial { peer { id "" } }, dial { peer { addrs cc } } */
+    };
+    ringp2p_peer_id peer = pid(PEER_A);
+    uint8_t obs[] = { 0x04, 1, 2, 3, 4, 0x06, 0x0f, 0xa1 }; /* /ip4/1.2.3.4/tcp/4001 */
+    for (size_t k = 0; k < 2; k++) {
+        n = unhex(empty_id[k], b, sizeof(b));
+        rp_autonat_msg_init(&m);
+        p = b;
+        cr_assert_eq(rp_autonat_msg_decode(&p, b + n, &m, NULL), 0);
+        cr_assert(m.peer_id.base != NULL && m.peer_id.len == 0, "case %zu", k);
+        rp_autonat_server s;
+        rp_autonat_server_init(&s, NULL);
+        rp_autonat_decision d;
+        cr_assert_eq(
+            rp_autonat_server_handle(&s, &m, &peer, obs, sizeof(obs), NULL, 0, 0, &d, NULL), 0);
+        cr_assert_eq(d.status, RP_AUTONAT_E_BAD_REQUEST, "case %zu", k);
+        cr_assert_str_eq(d.text, "bad peer id");
+    }
+}
+
 Test(autonat, absent_fields_take_protobuf_defaults)
 {
     rp_autonat_msg m;
