@@ -812,6 +812,17 @@ static void stream_free(ringp2p_stream *s)
     free(s);
 }
 
+/* Takes s off hc's live list (hc->streams). */
+static void stream_unlink(rp_hconn *hc, ringp2p_stream *s)
+{
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        hc->streams = s->next;
+    if (s->next != NULL) s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+}
+
 /*
  * Ends s once: the opener or on_close hears `err`; the muxer forgets the stream
  * (reset unless both sides closed). The memory goes at the next reap.
@@ -844,13 +855,8 @@ static void stream_finish(ringp2p_stream *s, int err, const ringp2p_errinfo *ei)
         s->cbs->on_close(s, s->ctx, err);
     }
     s->busy--;
-    /* unlink from live list into the dead list */
-    if (s->prev != NULL)
-        s->prev->next = s->next;
-    else
-        hc->streams = s->next;
-    if (s->next != NULL) s->next->prev = s->prev;
-    s->next = s->prev = NULL;
+    /* from the live list into the dead list */
+    stream_unlink(hc, s);
     s->dead_next = hc->dead;
     hc->dead = s;
     if (hc->phase == HC_READY) conn_mark_dirty(hc);
@@ -874,6 +880,18 @@ static void conn_reap(rp_hconn *hc)
 
 /* ---- opening streams ---------------------------------------------------------------------- */
 
+/* Queues o at the tail of hc's waiting list (opened once the connection is ready, or the
+ * muxer's open backlog has room). */
+static void waiting_push(rp_hconn *hc, rp_hopen *o)
+{
+    o->next = NULL;
+    if (hc->waiting_tail != NULL)
+        hc->waiting_tail->next = o;
+    else
+        hc->waiting = o;
+    hc->waiting_tail = o;
+}
+
 void rp_hconn_open_stream(rp_hconn *hc, rp_hopen *o)
 {
     if (hc->phase == HC_DEAD) {
@@ -882,12 +900,7 @@ void rp_hconn_open_stream(rp_hconn *hc, rp_hopen *o)
         return;
     }
     if (hc->phase != HC_READY) {
-        o->next = NULL;
-        if (hc->waiting_tail != NULL)
-            hc->waiting_tail->next = o;
-        else
-            hc->waiting = o;
-        hc->waiting_tail = o;
+        waiting_push(hc, o);
         return;
     }
     if (o->conn_only) { /* a connection was all it asked for (dcutr_svc.c) */
@@ -928,18 +941,9 @@ void rp_hconn_open_stream(rp_hconn *hc, rp_hopen *o)
     if (r == RINGP2P_EAGAIN && ms == NULL) {
         /* open backlog full (yamux): wait for RP_HMUX_EV_OPEN_READY */
         s->finished = true;
-        if (s->prev != NULL)
-            s->prev->next = s->next;
-        else
-            hc->streams = s->next;
-        if (s->next != NULL) s->next->prev = s->prev;
+        stream_unlink(hc, s);
         stream_free(s);
-        o->next = NULL;
-        if (hc->waiting_tail != NULL)
-            hc->waiting_tail->next = o;
-        else
-            hc->waiting = o;
-        hc->waiting_tail = o;
+        waiting_push(hc, o);
         return;
     }
     s->ms = ms;
@@ -1795,6 +1799,15 @@ int rp_hconn_accept(rp_hshard *hs, rp_conn *c)
     return r;
 }
 
+/* A new outbound connection for o: the peer it expects, and o first on its waiting list. */
+static void hconn_expect(rp_hconn *hc, rp_hopen *o)
+{
+    hc->has_expect = o->has_peer;
+    hc->expect = o->peer;
+    hc->info.peer = o->peer;
+    waiting_push(hc, o);
+}
+
 static void dial_done(rp_shard *sh, void *arg, rp_conn *c, int err)
 {
     rp_hconn *hc = arg;
@@ -1846,11 +1859,7 @@ int rp_hconn_dial(rp_hshard *hs, rp_hopen *o)
         rp_hopen_fail(o, RINGP2P_ENOMEM, NULL);
         return RINGP2P_ENOMEM;
     }
-    hc->has_expect = o->has_peer;
-    hc->expect = o->peer;
-    hc->info.peer = o->peer;
-    hc->waiting = hc->waiting_tail = o;
-    o->next = NULL;
+    hconn_expect(hc, o);
     ringp2p_errinfo ei;
     uint64_t to = rp_host_limit(hs->node, RINGP2P_LIMIT_DIAL_TIMEOUT_MS) * 1000000ull;
     if ((hc->probe = o->probe)) {
@@ -1971,13 +1980,7 @@ int rp_hconn_adopt(rp_hshard *hs, rp_conn *c, rp_hopen *o, const uint8_t *remote
         if (o != NULL) rp_hopen_fail(o, RINGP2P_ENOMEM, NULL);
         return RINGP2P_ENOMEM;
     }
-    if (o != NULL) {
-        hc->has_expect = o->has_peer;
-        hc->expect = o->peer;
-        hc->info.peer = o->peer;
-        hc->waiting = hc->waiting_tail = o;
-        o->next = NULL;
-    }
+    if (o != NULL) hconn_expect(hc, o);
     hc->info.relayed = true;
     hc->info.limited = limited;
     if (ringp2p_multiaddr_from_bytes(remote, rlen, &hc->remote_ma, NULL) < 0) hc->remote_ma = NULL;
