@@ -405,6 +405,45 @@ RINGP2P_API int ringp2p_node_new_stream(ringp2p_node *node, const ringp2p_multia
                                         const char *const *protocols, size_t n, ringp2p_open_fn fn,
                                         void *ctx);
 
+/*
+ * Any thread; does not wait. Hangs up on `peer` (read during the call), as
+ * go-libp2p's Network().ClosePeer and js-libp2p's hangUp do: every connection
+ * to it is closed, direct and relayed, and so is every connection being dialed
+ * or upgraded to it.
+ *
+ * A connection that is up closes gracefully: the muxer says goodbye (yamux
+ * GoAway with the normal code; mplex has no such frame), each stream is reset,
+ * what is queued is flushed, then the transport closes (TCP FIN; a relayed
+ * connection's relay stream closes at both ends). Here, each open stream's
+ * on_close runs with RINGP2P_ECLOSED; an open still negotiating, and each
+ * new_stream waiting for one of these connections (dialing, upgrading, or
+ * queued behind the muxer's open backlog), hears RINGP2P_ECLOSED with `ei`
+ * saying the peer was hung up on; then RINGP2P_EVENT_DISCONNECTED (err 0)
+ * follows for each connection that had been CONNECTED. The peer sees its
+ * streams reset (RINGP2P_ESTREAMRESET) and the connection end (its
+ * DISCONNECTED, err 0). Whatever the node holds because of the connection
+ * goes with it, as on any disconnect (the relay service's reservation of a
+ * peer whose last connection this was, circuits through it).
+ *
+ * Each shard does this on one of its next loop turns, after every
+ * ringp2p_node_new_stream made before this call and before every one made
+ * after it returns (from any thread): a new_stream made afterwards never gets
+ * one of these connections, it dials a new one (a bare /p2p/<id> fails with
+ * RINGP2P_ENOENT). The events above tell when the connections are gone.
+ *
+ * Returns 0 also when there was nothing to close, as go-libp2p's ClosePeer
+ * returns nil: hanging up twice is harmless. It bans nothing: the peer may
+ * connect again, and so may the node itself (a relay of ringp2p_config_relay
+ * is reserved on again after the backoff). Not reached: an inbound connection
+ * still in its security handshake (whose peer is not known yet) and a dial
+ * through a relay that has not answered CONNECT yet; either may become a
+ * connection to `peer` after the call. Errors: RINGP2P_EINVAL (NULL, or not a
+ * peer ID's length), RINGP2P_ECLOSED (not started, or stopping: the stop
+ * closes everything anyway), RINGP2P_ENOMEM (some shards may not have hung
+ * up; calling again is safe).
+ */
+RINGP2P_API int ringp2p_node_hangup(ringp2p_node *node, const ringp2p_peer_id *peer);
+
 /* Shard. Copies len bytes into the stream. Returns len, or RINGP2P_EAGAIN when the stream's
  * queue is full (wait for on_writable), RINGP2P_ECLOSED after close_write or reset. */
 RINGP2P_API ssize_t ringp2p_stream_write(ringp2p_stream *s, const void *data, size_t len);

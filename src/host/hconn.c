@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/error.h"
 #include "host/dcutr_svc.h"
@@ -112,6 +113,7 @@ struct rp_hconn {
     bool punch;       /* a DCUtR hole-punch dial (rp_hopen.punch): not reused before it is ready */
     bool bound;       /* dialed from a listen port (rp_host_dial_local) */
     bool close_idle;  /* rp_hconn_close_when_idle: closes once no stream is left */
+    bool goodbye;     /* conn_hangup: the last frames go out past the send high watermark */
     bool idle_posted; /* ... and a check is posted */
     int fail_err;
     ringp2p_errinfo fail_ei;
@@ -285,7 +287,7 @@ static void conn_flush(rp_hconn *hc)
     const rp_hmux_ops *mux = hc->mux;
     hc->busy++;
     for (int round = 0; round < 64 && hc->phase == HC_READY; round++) {
-        while (mux->want_send(hc->mx) && rp_conn_writable(hc->c)) {
+        while (mux->want_send(hc->mx) && (rp_conn_writable(hc->c) || hc->goodbye)) {
             rp_hmux_out out = { .hdr = hs->hdr,
                                 .hdr_cap = sizeof(hs->hdr),
                                 .iov = hs->iov,
@@ -328,7 +330,9 @@ static void conn_flush(rp_hconn *hc)
             if (!s->finished && s->peer_fin && s->fin_sent && s->whead == NULL && s->eof_done)
                 stream_finish(s, 0, NULL);
         }
-        if (hc->phase == HC_READY && mux->want_send(hc->mx) && rp_conn_writable(hc->c)) more = true;
+        if (hc->phase == HC_READY && mux->want_send(hc->mx) &&
+            (rp_conn_writable(hc->c) || hc->goodbye))
+            more = true;
         if (!more) break;
     }
     if (hc->phase == HC_READY && hc->mx != NULL) {
@@ -1839,7 +1843,8 @@ static void dial_done(rp_shard *sh, void *arg, rp_conn *c, int err)
         hconn_free(hc);
         return;
     }
-    if (hc->hs->stopping) {
+    if (hc->hs->stopping || hc->phase == HC_DEAD) {
+        /* stopping, or hung up on while dialing (its requests have heard why) */
         rp_conn_abort(c);
         hc->phase = HC_DIALING;
         conn_fail(hc, RINGP2P_ECLOSED, NULL);
@@ -1918,23 +1923,102 @@ rp_hconn *rp_hshard_find_peer(rp_hshard *hs, const ringp2p_peer_id *peer, bool a
     return best;
 }
 
+/*
+ * Closes hc, for a node stop or a hang-up: a ready connection says go-away, resets its
+ * streams and flushes that before its graceful close; one still dialing or
+ * upgrading is aborted (dial_done drops a socket that connects afterwards).
+ * Streams, opens and waiting requests hear RINGP2P_ECLOSED with `ei`. The
+ * go-away and the resets are sent even when the send queue is past its high
+ * watermark (the resets dropped the streams' data, so they are a few
+ * frames): else a peer that was being sent bulk data would see its streams
+ * end with the connection instead of a reset.
+ */
+static void conn_hangup(rp_hconn *hc, const ringp2p_errinfo *ei)
+{
+    rp_logf(&hc->hs->node->log, RINGP2P_LOG_DEBUG, "host", "connection %llu: %s",
+            (unsigned long long)hc->id, ei->msg);
+    hc->busy++;
+    if (hc->phase == HC_READY) {
+        hc->mux->go_away(hc->mx);
+        while (hc->streams != NULL) stream_finish(hc->streams, RINGP2P_ECLOSED, ei);
+        hc->goodbye = true;
+        conn_flush(hc);
+        hc->closing = true;
+    }
+    conn_fail(hc, RINGP2P_ECLOSED, ei);
+    hc->busy--;
+    conn_reap(hc);
+}
+
 void rp_hshard_close_all(rp_hshard *hs)
 {
     hs->stopping = true;
-    for (rp_hconn *hc = hs->conns; hc != NULL; hc = hc->next) {
-        if (hc->phase == HC_DEAD) continue;
-        hc->busy++;
-        if (hc->phase == HC_READY) {
-            hc->mux->go_away(hc->mx);
-            ringp2p_errinfo ei = { RINGP2P_ECLOSED, "the node is stopping" };
-            while (hc->streams != NULL) stream_finish(hc->streams, RINGP2P_ECLOSED, &ei);
-            conn_flush(hc);
-            hc->closing = true;
-        }
-        conn_fail(hc, RINGP2P_ECLOSED, NULL);
-        hc->busy--;
-        conn_reap(hc);
+    const ringp2p_errinfo ei = { RINGP2P_ECLOSED, "the node is stopping" };
+    for (rp_hconn *hc = hs->conns; hc != NULL; hc = hc->next)
+        if (hc->phase != HC_DEAD) conn_hangup(hc, &ei);
+}
+
+/* ---- hanging up (ringp2p_node_hangup) ----------------------------------------------------- */
+
+/*
+ * Shard hs. Every live connection to `peer`: ready (its secured peer) or on
+ * its way (the peer its dial expects; an inbound one is known only once
+ * secured). A callback may close or add connections meanwhile, so the search
+ * restarts after each one; each closed one is dead and matches no more.
+ */
+static void hshard_hangup(rp_hshard *hs, const ringp2p_peer_id *peer)
+{
+    ringp2p_errinfo ei = { RINGP2P_ECLOSED, "" };
+    char txt[RINGP2P_PEER_ID_STR_MAX];
+    if (ringp2p_peer_id_to_string(peer, txt, sizeof(txt)) < 0) snprintf(txt, sizeof(txt), "?");
+    snprintf(ei.msg, sizeof(ei.msg), "hung up on %s (ringp2p_node_hangup)", txt);
+    for (;;) {
+        rp_hconn *hc = hs->conns;
+        while (hc != NULL && (hc->phase == HC_DEAD || !ringp2p_peer_id_equal(&hc->info.peer, peer)))
+            hc = hc->next;
+        if (hc == NULL) return;
+        conn_hangup(hc, &ei);
     }
+}
+
+typedef struct hangup_arg {
+    ringp2p_node *node;
+    ringp2p_peer_id peer;
+} hangup_arg;
+
+static void hangup_task(rp_shard *sh, void *arg)
+{
+    hangup_arg *a = arg;
+    rp_hshard *hs = a->node->shards[rp_shard_id(sh)];
+    if (!hs->stopping) hshard_hangup(hs, &a->peer);
+    free(a);
+}
+
+/*
+ * Every shard gets the request through its inbox for other threads, the way
+ * ringp2p_node_new_stream sends its requests (from shards too): that inbox is
+ * FIFO, so each shard hangs up after the requests posted before and before
+ * those posted after. Any shard may hold a connection to the peer (the
+ * directory knows only ready ones, and relayed connections live on their
+ * relay connection's shard), so all are asked.
+ */
+RINGP2P_API int ringp2p_node_hangup(ringp2p_node *n, const ringp2p_peer_id *peer)
+{
+    if (n == NULL || peer == NULL || peer->len == 0 || peer->len > RINGP2P_PEER_ID_MAX)
+        return RINGP2P_EINVAL;
+    if (!atomic_load(&n->started) || n->rt == NULL || atomic_load(&n->stopped))
+        return RINGP2P_ECLOSED;
+    int r = 0;
+    for (unsigned i = 0; i < n->nshards && r == 0; i++) {
+        hangup_arg *a = malloc(sizeof(*a));
+        if (a == NULL) return RINGP2P_ENOMEM;
+        a->node = n;
+        a->peer = *peer;
+        while ((r = rp_runtime_post(n->rt, i, hangup_task, a)) == RINGP2P_EAGAIN)
+            usleep(100); /* the inbox is full: the shard is draining it */
+        if (r != 0) free(a);
+    }
+    return r;
 }
 
 void rp_hshard_push_identify(rp_hshard *hs)
