@@ -1,6 +1,7 @@
 /*
  * AEAD behind a vtable: ChaCha20-Poly1305 (RFC 8439) and AES-256-GCM (NIST SP
- * 800-38D), both on BoringSSL's EVP_AEAD.
+ * 800-38D). AES-256-GCM is BoringSSL's EVP_AEAD; ChaCha20-Poly1305 is our own
+ * (crypto/chacha20.c, crypto/poly1305.c) on CPUs with AVX-512, else BoringSSL's.
  *
  * Records are sealed and opened in place, in the caller's buffers: a record is
  * `len` bytes of plaintext followed by room for the tag, so a sealer writes
@@ -33,6 +34,7 @@
 #define RP_AEAD_TAG_LEN   16
 
 typedef struct rp_aead rp_aead;
+typedef struct rp_iov_cursor rp_iov_cursor; /* below */
 
 /*
  * One record to seal in place. On input `buf` holds `len` plaintext bytes and
@@ -67,18 +69,46 @@ typedef struct rp_aead_alg {
      */
     int (*open)(const rp_aead *ctx, uint8_t *buf, size_t len,
                 const uint8_t nonce[RP_AEAD_NONCE_LEN], const uint8_t *ad, size_t ad_len);
+    /*
+     * Optional (NULL: the plaintext is copied into out, then sealed in place).
+     * Seals the next `len` bytes read from `in` (advanced past them) into out,
+     * which receives len + tag_len bytes. 0, RINGP2P_ECRYPTO, or RINGP2P_EINVAL
+     * if `in` holds fewer than len bytes.
+     */
+    int (*seal_iov)(const rp_aead *ctx, uint8_t *out, const uint8_t nonce[RP_AEAD_NONCE_LEN],
+                    rp_iov_cursor *in, size_t len, const uint8_t *ad, size_t ad_len);
 } rp_aead_alg;
 
 /* A keyed context. Plain struct so it can live inside a connection; clear it with rp_aead_clear. */
 struct rp_aead {
-    const rp_aead_alg *alg; /* NULL: not keyed */
+    const rp_aead_alg *alg; /* as keyed; NULL: not keyed */
+    /*
+     * The backend doing the work: alg itself, or for rp_aead_chacha20_poly1305
+     * one of the two concrete tables below. rp_aead_seal & co. call it directly;
+     * alg's own functions forward to it.
+     */
+    const rp_aead_alg *impl;
     union {
         EVP_AEAD_CTX evp;
+        uint8_t chacha_key[32]; /* rp_aead_chacha20_poly1305_rp */
         uint64_t align;
     } u;
 };
 
+/*
+ * ChaCha20-Poly1305: picks rp_aead_chacha20_poly1305_rp at rp_aead_init when
+ * the CPU has AVX-512 and IFMA (rp_chacha20_simd_available and
+ * rp_poly1305_simd_available: our portable Poly1305 is slower than
+ * BoringSSL's), else _evp. The environment
+ * variable RINGP2P_CHACHA=boringssl or =ringp2p overrides the choice (read
+ * once, for A/B measurements).
+ */
 extern const rp_aead_alg rp_aead_chacha20_poly1305;
+/* The two ChaCha20-Poly1305 backends, for tests and benchmarks: ours (any CPU) and BoringSSL's. */
+extern const rp_aead_alg rp_aead_chacha20_poly1305_rp;
+extern const rp_aead_alg rp_aead_chacha20_poly1305_evp;
+/* Which Poly1305 rp_aead_chacha20_poly1305_rp runs on, for benchmark reports. */
+const char *rp_aead_chacha20_poly1305_rp_mac(void);
 extern const rp_aead_alg rp_aead_aes_256_gcm;
 
 /* Keys ctx with `alg` (key: alg->key_len bytes, copied). 0 or RINGP2P_ECRYPTO. */
@@ -110,6 +140,17 @@ int rp_aead_seal_iov(const rp_aead *ctx, uint8_t *out, const uint8_t nonce[RP_AE
 int rp_aead_seal_batch(const rp_aead *ctx, rp_aead_job *jobs, size_t n);
 
 /*
+ * Gather seal of one record from a cursor: the next `len` bytes of `in` (the
+ * cursor advances past them; its pieces are the caller's, read-only, not
+ * overlapping out) go into out as ciphertext, then the tag: len + tag_len
+ * bytes. With a backend that has seal_iov nothing is copied. 0,
+ * RINGP2P_ECRYPTO, or RINGP2P_EINVAL if the cursor holds fewer than len bytes
+ * (out is then unspecified).
+ */
+int rp_aead_seal_cursor(const rp_aead *ctx, uint8_t *out, const uint8_t nonce[RP_AEAD_NONCE_LEN],
+                        rp_iov_cursor *in, size_t len, const uint8_t *ad, size_t ad_len);
+
+/*
  * Opens a record in place: buf holds `len` bytes, ciphertext then tag. Returns
  * the plaintext length (len - tag_len; plaintext at buf), RINGP2P_EAUTH if the
  * record is not authentic (buf must then be dropped) or RINGP2P_ETRUNCATED if
@@ -122,11 +163,11 @@ ssize_t rp_aead_open(const rp_aead *ctx, uint8_t *buf, size_t len,
  * A read cursor over an rp_iov list, for splitting a gathered plaintext into
  * records without flattening it. The list stays the caller's.
  */
-typedef struct rp_iov_cursor {
+struct rp_iov_cursor {
     const rp_iov *iov;
     size_t n;   /* entries left, starting at iov */
     size_t off; /* bytes of iov[0] already taken */
-} rp_iov_cursor;
+};
 
 static inline rp_iov_cursor rp_iov_cursor_make(const rp_iov *iov, size_t n)
 {

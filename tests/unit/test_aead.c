@@ -124,14 +124,18 @@ Test(aead, every_flipped_bit_fails_authentication)
     }
 }
 
-static const rp_aead_alg *const algs[] = { &rp_aead_chacha20_poly1305, &rp_aead_aes_256_gcm };
+/* The generic ChaCha20-Poly1305 (ours on AVX-512 CPUs), AES-256-GCM, then both ChaCha backends. */
+static const rp_aead_alg *const algs[] = { &rp_aead_chacha20_poly1305, &rp_aead_aes_256_gcm,
+                                           &rp_aead_chacha20_poly1305_rp,
+                                           &rp_aead_chacha20_poly1305_evp };
+#define NALGS (sizeof(algs) / sizeof(algs[0]))
 
 Test(aead, tag_only_seal_authenticates_associated_data)
 {
     uint8_t key[32], frame[300];
     for (size_t i = 0; i < sizeof(key); i++) key[i] = (uint8_t)(i * 7 + 1);
     for (size_t i = 0; i < sizeof(frame); i++) frame[i] = (uint8_t)(i ^ 0x5a);
-    for (size_t a = 0; a < 2; a++) {
+    for (size_t a = 0; a < NALGS; a++) {
         rp_aead ctx;
         cr_assert_eq(rp_aead_init(&ctx, algs[a], key), 0);
         uint8_t nonce[12], tag[16];
@@ -169,7 +173,7 @@ Test(aead, batch_and_gather_equal_single_seals)
     static uint8_t plain[RECS * 1000], a[RECS * 1100], b[RECS * 1100];
     for (size_t i = 0; i < sizeof(plain); i++) plain[i] = (uint8_t)(i * 2654435761u >> 13);
     uint8_t key[32] = { 9, 8, 7 };
-    for (size_t al = 0; al < 2; al++) {
+    for (size_t al = 0; al < NALGS; al++) {
         rp_aead ctx;
         cr_assert_eq(rp_aead_init(&ctx, algs[al], key), 0);
         rp_aead_job jobs[RECS];
