@@ -890,9 +890,6 @@ size_t rp_noise_plaintext_fit(size_t cap)
     return pt;
 }
 
-/* Records sealed per rp_aead_seal_batch call; bounds the job array on the stack. */
-#define SEAL_BATCH 16
-
 ssize_t rp_noise_seal(rp_noise *s, const rp_iov *in, size_t n, uint8_t *out, size_t cap,
                       ringp2p_errinfo *ei)
 {
@@ -910,27 +907,24 @@ ssize_t rp_noise_seal(rp_noise *s, const rp_iov *in, size_t n, uint8_t *out, siz
         return fail(s, rp_err(ei, RINGP2P_ELIMIT,
                               "Noise: send nonces exhausted (2^64-1 messages); the connection "
                               "must end"));
+    /*
+     * Each record's ciphertext is written straight from the caller's pieces
+     * (rp_aead_seal_cursor); a backend without a gather seal copies, then
+     * seals in place.
+     */
     rp_iov_cursor cur = rp_iov_cursor_make(in, n);
-    rp_aead_job jobs[SEAL_BATCH];
     uint8_t *p = out;
     size_t left = total;
-    for (size_t done = 0; done < msgs;) {
-        size_t k = msgs - done < SEAL_BATCH ? msgs - done : SEAL_BATCH;
-        for (size_t i = 0; i < k; i++) {
-            size_t len = left < RP_NOISE_PLAINTEXT_MAX ? left : RP_NOISE_PLAINTEXT_MAX;
-            put_frame_len(p, len + RP_NOISE_TAGLEN);
-            rp_aead_job *j = &jobs[i];
-            j->buf = p + RP_NOISE_FRAME_HEADER_LEN;
-            j->len = rp_iov_cursor_copy(&cur, j->buf, len);
-            j->ad = NULL;
-            j->ad_len = 0;
-            rp_aead_counter_nonce(s->send.aead.alg, j->nonce, s->send.n + done + i);
-            p += RP_NOISE_FRAME_HEADER_LEN + len + RP_NOISE_TAGLEN;
-            left -= len;
-        }
-        int r = rp_aead_seal_batch(&s->send.aead, jobs, k);
+    for (size_t m = 0; m < msgs; m++) {
+        size_t len = left < RP_NOISE_PLAINTEXT_MAX ? left : RP_NOISE_PLAINTEXT_MAX;
+        put_frame_len(p, len + RP_NOISE_TAGLEN);
+        uint8_t nonce[RP_AEAD_NONCE_LEN];
+        rp_aead_counter_nonce(s->send.aead.alg, nonce, s->send.n + m);
+        int r = rp_aead_seal_cursor(&s->send.aead, p + RP_NOISE_FRAME_HEADER_LEN, nonce, &cur, len,
+                                    NULL, 0);
         if (r < 0) return fail(s, rp_err(ei, r, "Noise: sealing failed"));
-        done += k;
+        p += RP_NOISE_FRAME_HEADER_LEN + len + RP_NOISE_TAGLEN;
+        left -= len;
     }
     s->send.n += msgs;
     return p - out;
