@@ -18,6 +18,7 @@
 #include <openssl/err.h>
 #include <openssl/hkdf.h>
 #include <openssl/mem.h>
+#include <openssl/nid.h>
 #include <openssl/pool.h>
 #include <openssl/sha.h>
 #include <openssl/ssl.h>
@@ -60,10 +61,15 @@ typedef struct tls_dir {
     uint64_t seq;
 } tls_dir;
 
-/* One node's certificate and the libssl contexts that present it (tls.h). */
+/*
+ * One node's certificates and the libssl contexts that present them (tls.h):
+ * the Ed25519 one by default, the P-256 one (alt) to a peer that cannot verify
+ * Ed25519.
+ */
 struct rp_tls_cred {
     SSL_CTX *client, *server;
-    CRYPTO_BUFFER *cert;
+    CRYPTO_BUFFER *cert, *alt_cert;
+    EVP_PKEY *alt_key;
 };
 
 struct rp_tls {
@@ -83,6 +89,9 @@ struct rp_tls {
     int cb_err; /* failure found inside a libssl callback, with cb_info */
     ringp2p_errinfo cb_info;
     rp_sigcache *verified; /* the config's, borrowed */
+    /* The P-256 certificate and key for a peer without Ed25519 (references), else NULL. */
+    CRYPTO_BUFFER *alt_cert;
+    EVP_PKEY *alt_key;
     ringp2p_pubkey *remote_key;
     ringp2p_peer_id remote_id;
     uint8_t remote_cert_sha256[SHA256_DIGEST_LENGTH];
@@ -245,6 +254,24 @@ static int alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *out_len, const
     return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
+/*
+ * Both roles, once the peer's signature_algorithms are known (the server's
+ * from its CertificateRequest, the client's from its ClientHello): a peer that
+ * does not list Ed25519 gets the P-256 certificate (tls.md "Peer
+ * Authentication": "choose a signature algorithm that the peer supports").
+ */
+static int cert_cb(SSL *ssl, void *arg)
+{
+    (void)arg;
+    rp_tls *s = SSL_get_app_data(ssl);
+    if (s->alt_cert == NULL) return 1;
+    const uint16_t *algs = NULL;
+    size_t n = SSL_get0_peer_verify_algorithms(ssl, &algs);
+    for (size_t i = 0; i < n; i++)
+        if (algs[i] == SSL_SIGN_ED25519) return 1;
+    return SSL_set_chain_and_key(ssl, &s->alt_cert, 1, s->alt_key, NULL);
+}
+
 /* Hex digit value, or -1. */
 static int hexval(char c)
 {
@@ -400,10 +427,34 @@ static int set_client_alpn(rp_tls *s)
 }
 
 /*
+ * What we verify, advertised in signature_algorithms: Ed25519 first (a peer
+ * with a choice presents it: signing and verifying cost a fraction of P-256's
+ * here), then BoringSSL's default list less SHA-1. TLS 1.3 never uses the
+ * PKCS#1 v1.5 entries for CertificateVerify; they say which certificate
+ * signatures we take (tls_cert.h verifies those).
+ */
+static const uint16_t verify_algs[] = {
+    SSL_SIGN_ED25519,          SSL_SIGN_ECDSA_SECP256R1_SHA256, SSL_SIGN_RSA_PSS_RSAE_SHA256,
+    SSL_SIGN_RSA_PKCS1_SHA256, SSL_SIGN_ECDSA_SECP384R1_SHA384, SSL_SIGN_RSA_PSS_RSAE_SHA384,
+    SSL_SIGN_RSA_PKCS1_SHA384, SSL_SIGN_RSA_PSS_RSAE_SHA512,    SSL_SIGN_RSA_PKCS1_SHA512,
+};
+
+/*
+ * Key exchange: X25519 (the one key share a client sends), then P-256 for a
+ * server that asks for it with a HelloRetryRequest. Pinned so that a libssl
+ * whose default would add a post-quantum hybrid share (X25519MLKEM768: a much
+ * larger ClientHello and more work per side) stays as measured; the spec asks
+ * for no particular group, and go-libp2p, js-libp2p and rust-libp2p all take
+ * X25519.
+ */
+static const int groups[] = { NID_X25519, NID_X9_62_prime256v1 };
+
+/*
  * A context for one role presenting chain[0..n) with key: TLS 1.3 only, no
- * tickets or session cache, our verify, ALPN and key-log callbacks (which find
- * their session through SSL_get_app_data). Never changed once made, so the
- * sessions of every thread may share it (libssl allows that). NULL on failure.
+ * tickets or session cache, our verify, certificate, ALPN and key-log
+ * callbacks (which find their session through SSL_get_app_data). Never
+ * changed once made, so the sessions of every thread may share it (libssl
+ * allows that). NULL on failure.
  */
 static SSL_CTX *ctx_new(bool server, CRYPTO_BUFFER *const *chain, size_t n, EVP_PKEY *key)
 {
@@ -412,7 +463,10 @@ static SSL_CTX *ctx_new(bool server, CRYPTO_BUFFER *const *chain, size_t n, EVP_
     /* tls.md "Handshake Protocol": TLS 1.3 and nothing lower. */
     if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
         !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
-        !SSL_CTX_set_chain_and_key(ctx, chain, n, key, NULL)) {
+        !SSL_CTX_set_chain_and_key(ctx, chain, n, key, NULL) ||
+        !SSL_CTX_set_verify_algorithm_prefs(ctx, verify_algs,
+                                            sizeof verify_algs / sizeof verify_algs[0]) ||
+        !SSL_CTX_set1_curves(ctx, groups, sizeof groups / sizeof groups[0])) {
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -424,6 +478,7 @@ static SSL_CTX *ctx_new(bool server, CRYPTO_BUFFER *const *chain, size_t n, EVP_
         ctx, server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
         verify_cb);
     if (server) SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
+    SSL_CTX_set_cert_cb(ctx, cert_cb, NULL);
     SSL_CTX_set_keylog_callback(ctx, keylog_cb);
     return ctx;
 }
@@ -435,15 +490,20 @@ int rp_tls_cred_new(const ringp2p_privkey *identity, int64_t unix_now, rp_tls_cr
         return rp_err(ei, RINGP2P_EINVAL, "TLS certificate needs an identity key");
     rp_tls_cred *c = calloc(1, sizeof *c);
     if (c == NULL) return rp_err(ei, RINGP2P_ENOMEM, "out of memory for a TLS certificate");
-    uint8_t *der = NULL;
-    size_t der_len = 0;
+    uint8_t *der = NULL, *alt_der = NULL;
+    size_t der_len = 0, alt_der_len = 0;
     EVP_PKEY *key = NULL;
     rp_tls_cert_params p = rp_tls_cert_params_default(unix_now);
+    p.ed25519_key = 1;
     int rc = rp_tls_cert_make(identity, &p, &der, &der_len, &key, ei);
+    if (rc < 0) goto fail;
+    p.ed25519_key = 0;
+    rc = rp_tls_cert_make(identity, &p, &alt_der, &alt_der_len, &c->alt_key, ei);
     if (rc < 0) goto fail;
     rc = RINGP2P_ENOMEM;
     c->cert = CRYPTO_BUFFER_new(der, der_len, NULL);
-    if (c->cert == NULL) {
+    c->alt_cert = CRYPTO_BUFFER_new(alt_der, alt_der_len, NULL);
+    if (c->cert == NULL || c->alt_cert == NULL) {
         rp_err(ei, rc, "out of memory for the TLS certificate");
         goto fail;
     }
@@ -460,6 +520,7 @@ int rp_tls_cred_new(const ringp2p_privkey *identity, int64_t unix_now, rp_tls_cr
 fail:
     ERR_clear_error();
     OPENSSL_free(der);
+    OPENSSL_free(alt_der);
     EVP_PKEY_free(key);
     rp_tls_cred_free(c);
     return rc;
@@ -471,12 +532,19 @@ void rp_tls_cred_free(rp_tls_cred *c)
     SSL_CTX_free(c->client);
     SSL_CTX_free(c->server);
     CRYPTO_BUFFER_free(c->cert);
+    CRYPTO_BUFFER_free(c->alt_cert);
+    EVP_PKEY_free(c->alt_key);
     free(c);
 }
 
 rp_iov rp_tls_cred_cert(const rp_tls_cred *c)
 {
     return rp_iov_make(CRYPTO_BUFFER_data(c->cert), CRYPTO_BUFFER_len(c->cert));
+}
+
+rp_iov rp_tls_cred_alt_cert(const rp_tls_cred *c)
+{
+    return rp_iov_make(CRYPTO_BUFFER_data(c->alt_cert), CRYPTO_BUFFER_len(c->alt_cert));
 }
 
 /* Tests: a context for one session presenting the config's test chain. */
@@ -516,7 +584,7 @@ int rp_tls_new(const rp_tls_config *cfg, rp_tls **out, ringp2p_errinfo *ei)
         s->expected = *cfg->expected_peer;
     }
     /* The context: the node's, else one of this session's own (then freed once ssl has it). */
-    SSL_CTX *own_ctx = NULL, *ctx;
+    SSL_CTX *own_ctx = NULL, *ctx = NULL;
     rp_tls_cred *own_cred = NULL;
     int rc = 0;
     if (cfg->test_chain_len > 0) {
@@ -528,7 +596,13 @@ int rp_tls_new(const rp_tls_config *cfg, rp_tls **out, ringp2p_errinfo *ei)
             rc = rp_tls_cred_new(cfg->identity, cfg->unix_now, &own_cred, ei);
             cred = own_cred;
         }
-        ctx = rc < 0 ? NULL : cfg->initiator ? cred->client : cred->server;
+        if (rc == 0) {
+            ctx = cfg->initiator ? cred->client : cred->server;
+            CRYPTO_BUFFER_up_ref(cred->alt_cert);
+            s->alt_cert = cred->alt_cert;
+            EVP_PKEY_up_ref(cred->alt_key);
+            s->alt_key = cred->alt_key;
+        }
     }
     if (rc < 0) goto fail_noinfo;
     rc = RINGP2P_ENOMEM;
@@ -571,6 +645,8 @@ void rp_tls_free(rp_tls *s)
     if (s == NULL) return;
     SSL_free(s->ssl); /* and its BIO, before the BIO's method */
     BIO_meth_free(s->bio_method);
+    CRYPTO_BUFFER_free(s->alt_cert);
+    EVP_PKEY_free(s->alt_key);
     ringp2p_pubkey_free(s->remote_key);
     EVP_AEAD_CTX_cleanup(&s->tx.aead);
     EVP_AEAD_CTX_cleanup(&s->rx.aead);
@@ -686,6 +762,10 @@ static int start_records(rp_tls *s, ringp2p_errinfo *ei)
     s->ssl = NULL;
     BIO_meth_free(s->bio_method);
     s->bio_method = NULL;
+    CRYPTO_BUFFER_free(s->alt_cert);
+    s->alt_cert = NULL;
+    EVP_PKEY_free(s->alt_key);
+    s->alt_key = NULL;
     return 0;
 }
 

@@ -25,21 +25,29 @@
  * rp_tls_seal writes it ahead of new records. The host drains it after
  * handshake steps and after rp_tls_open.
  *
- * Certificates: a P-256 key and self-signed certificate (tls_cert.h), made
- * once per node (rp_tls_cred, shared by all its sessions: tls.md "Peer
- * Authentication": endpoints "MAY reuse the same key and certificate for
- * multiple connections"), else per session. Verification is a custom callback
- * (no CA machinery) that applies tls_cert.h's rules, then checks the peer ID
- * against the expected one when the dialer gave one. With a cache
- * (config.verified), a peer certificate whose exact DER (SHA-256) passed
- * before skips its two signature checks, which are a pure function of those
- * bytes; its validity period and structure are checked every time. Peers that
+ * Certificates: an Ed25519 key and a P-256 key, each with its self-signed
+ * certificate (tls_cert.h), made once per node (rp_tls_cred, shared by all its
+ * sessions: tls.md "Peer Authentication": endpoints "MAY reuse the same key
+ * and certificate for multiple connections"), else per session. A session
+ * presents the Ed25519 certificate when the peer's signature_algorithms list
+ * Ed25519, else the P-256 one (the spec: "choose a signature algorithm that
+ * the peer supports", and "SHOULD use a key type which allows for efficient
+ * signature computation"; with this BoringSSL an Ed25519 CertificateVerify
+ * costs 27 us to sign and 48 us to verify, P-256 59 and 150). We advertise
+ * Ed25519 first. Verification is a custom callback (no CA machinery) that
+ * applies tls_cert.h's rules, then checks the peer ID against the expected
+ * one when the dialer gave one. With a cache (config.verified), a peer
+ * certificate whose exact DER (SHA-256) passed before skips all that is a
+ * function of those bytes (both signatures, the structure): only its
+ * validity period is checked again and its identity key read. Peers that
  * reuse one certificate (ringp2p, go-libp2p) so cost one verification, not
  * one per connection. Only TLS 1.3, no session tickets or resumption, no
  * SNI (tls.md "Future Extensibility"), the server requires a client
- * certificate. The cipher suite is libssl's choice: AES-GCM where the CPU has
- * AES instructions (TLS_AES_128_GCM_SHA256 between two ringp2p nodes), else
- * ChaCha20-Poly1305; all three TLS 1.3 suites are handled.
+ * certificate. Key exchange: one X25519 key share (groups pinned to X25519,
+ * then P-256 after a HelloRetryRequest; no post-quantum hybrid). The cipher
+ * suite is libssl's choice: AES-GCM where the CPU has AES instructions
+ * (TLS_AES_128_GCM_SHA256 between two ringp2p nodes), else ChaCha20-Poly1305;
+ * all three TLS 1.3 suites are handled.
  *
  * ALPN carries the muxers, most preferred first, then "libp2p". The server
  * picks the first entry of the client's list that it supports as a muxer,
@@ -58,8 +66,8 @@
  * Cost per session with a node credential: one SSL (the node's SSL_CTX per
  * role is shared; the callbacks find the session through SSL_get_app_data),
  * and no key generation or certificate signature; afterwards two AEAD
- * contexts. Without one, each session makes a key, an identity signature, an
- * ECDSA certificate signature and two SSL_CTXs.
+ * contexts. Without one, each session makes two keys, two identity
+ * signatures, two certificate signatures and two SSL_CTXs.
  */
 #ifndef RP_SECURITY_TLS_H
 #define RP_SECURITY_TLS_H
@@ -103,15 +111,19 @@
 typedef struct rp_tls rp_tls;
 
 /*
- * A node's TLS credential: a P-256 key, its self-signed certificate (valid
- * from an hour before it was made to ~100 years after) and the libssl
- * context of each role presenting it. Read-only once made: sessions on any
- * thread may use one at the same time.
+ * A node's TLS credential: two keys, Ed25519 and P-256, each with its
+ * self-signed certificate (valid from an hour before it was made to ~100
+ * years after), and the libssl context of each role presenting them. A
+ * session presents the Ed25519 certificate to a peer whose
+ * signature_algorithms list Ed25519 (ringp2p, go-libp2p, js-libp2p on
+ * Node), else the P-256 one (tls.md "Peer Authentication": "choose a
+ * signature algorithm that the peer supports"). Read-only once made: sessions
+ * on any thread may use one at the same time.
  */
 typedef struct rp_tls_cred rp_tls_cred;
 
 /*
- * Makes the key and certificate of `identity` (read, not retained) at
+ * Makes the two keys and certificates of `identity` (read, not retained) at
  * `unix_now`. On success *out is the caller's (rp_tls_cred_free). Errors:
  * RINGP2P_EINVAL (no identity), RINGP2P_ENOMEM, RINGP2P_ECRYPTO and
  * rp_tls_cert_make's.
@@ -122,8 +134,11 @@ int rp_tls_cred_new(const ringp2p_privkey *identity, int64_t unix_now, rp_tls_cr
 /* Frees (NULL is fine); sessions made with it may outlive it (they hold libssl references). */
 void rp_tls_cred_free(rp_tls_cred *c);
 
-/* The certificate's DER (owned by c). */
+/* The Ed25519 certificate's DER (owned by c). */
 rp_iov rp_tls_cred_cert(const rp_tls_cred *c);
+
+/* The P-256 certificate's DER (owned by c), for peers that do not verify Ed25519. */
+rp_iov rp_tls_cred_alt_cert(const rp_tls_cred *c);
 
 typedef struct rp_tls_config {
     /*

@@ -2,6 +2,7 @@
 #include "security/tls_cert.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,6 +129,17 @@ static int spki_of(const EVP_PKEY *key, uint8_t **out, size_t *len)
     return 0;
 }
 
+static EVP_PKEY *ed25519_generate(void)
+{
+    /* RFC 8032 §5.1.5: the private key is 32 random bytes (BoringSSL's raw form too). */
+    uint8_t seed[32];
+    EVP_PKEY *pkey = RAND_bytes(seed, sizeof seed)
+                         ? EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, sizeof seed)
+                         : NULL;
+    OPENSSL_cleanse(seed, sizeof seed);
+    return pkey;
+}
+
 static EVP_PKEY *p256_generate(void)
 {
     EC_KEY *ec = EC_KEY_new_by_curve_name(NID_X9_62_prime256v1);
@@ -227,12 +239,13 @@ int rp_tls_cert_make(const ringp2p_privkey *identity, const rp_tls_cert_params *
     size_t ext_len = 0;
 
     if (identity == NULL || params == NULL) return rp_err(ei, RINGP2P_EINVAL, "no identity key");
-    pkey = p256_generate();
+    EVP_PKEY *(*keygen)(void) = params->ed25519_key ? ed25519_generate : p256_generate;
+    pkey = keygen();
     if (pkey == NULL) {
-        rc = rp_err(ei, RINGP2P_ECRYPTO, "P-256 key generation failed");
+        rc = rp_err(ei, RINGP2P_ECRYPTO, "certificate key generation failed");
         goto out;
     }
-    if (params->sign_other_spki && (other = p256_generate()) == NULL) goto out;
+    if (params->sign_other_spki && (other = keygen()) == NULL) goto out;
     if (!params->omit_ext) {
         rc = make_ext_value(identity, other != NULL ? other : pkey, &ext, &ext_len);
         if (rc < 0) {
@@ -274,10 +287,12 @@ int rp_tls_cert_make(const ringp2p_privkey *identity, const rp_tls_cert_params *
     if (params->unknown_critical &&
         !add_ext(x, unknown_oid_text, 1, (const uint8_t *)"\x05\x00", 2))
         goto out;
-    if (!X509_sign(x, pkey, EVP_sha256())) goto out;
+    /* Ed25519 hashes internally: no digest (RFC 8410 §6). */
+    if (!X509_sign(x, pkey, params->ed25519_key ? NULL : EVP_sha256())) goto out;
     int n = i2d_X509(x, &out);
     if (n <= 0) goto out;
-    /* The last byte is inside the signature's last INTEGER: still DER, no longer valid. */
+    /* The last byte is inside the signature (ECDSA: its last INTEGER; Ed25519: the BIT
+     * STRING): still DER, no longer valid. */
     if (params->corrupt_self_sig) out[n - 1] ^= 1;
     *der = out;
     *der_len = (size_t)n;
@@ -319,18 +334,25 @@ static int is_libp2p_ext(const ASN1_OBJECT *obj)
            memcmp(OBJ_get0_data(obj), ext_oid, RP_TLS_EXT_OID_LEN) == 0;
 }
 
+/* Decodes the extension value `val`: its SignedKey into *sk and the identity key into *key. */
+static int decode_ext(const uint8_t *val, size_t val_len, rp_tls_signed_key *sk,
+                      ringp2p_pubkey **key, ringp2p_errinfo *ei)
+{
+    const uint8_t *p = val, *end = val + val_len;
+    RP_TRY(rp_tls_signed_key_decode(&p, end, sk, ei));
+    if (p != end)
+        return rp_err(ei, RINGP2P_ECERT, "libp2p extension has %zu bytes after its SignedKey",
+                      (size_t)(end - p));
+    return ringp2p_pubkey_from_protobuf(sk->public_key.base, sk->public_key.len, key, ei);
+}
+
 /* Checks the signed key in `val` against the certificate's SPKI; *identity on success. */
 static int check_signed_key(X509 *x, const uint8_t *val, size_t val_len, bool sig_known,
                             ringp2p_pubkey **identity, ringp2p_errinfo *ei)
 {
     rp_tls_signed_key sk;
-    const uint8_t *p = val, *end = val + val_len;
-    RP_TRY(rp_tls_signed_key_decode(&p, end, &sk, ei));
-    if (p != end)
-        return rp_err(ei, RINGP2P_ECERT, "libp2p extension has %zu bytes after its SignedKey",
-                      (size_t)(end - p));
     ringp2p_pubkey *key = NULL;
-    int rc = ringp2p_pubkey_from_protobuf(sk.public_key.base, sk.public_key.len, &key, ei);
+    int rc = decode_ext(val, val_len, &sk, &key, ei);
     if (rc < 0) return rc;
     if (sig_known) {
         *identity = key;
@@ -362,6 +384,103 @@ static int check_signed_key(X509 *x, const uint8_t *val, size_t val_len, bool si
     return 0;
 }
 
+/* ---- the known certificate's short path ------------------------------------------------------ */
+
+/*
+ * tls.md: valid when received, NotBefore <= now <= NotAfter, in whole seconds
+ * (X509_cmp_time's "<=" is inclusive, so NotAfter >= now is NotAfter > now - 1).
+ */
+static int check_validity(const ASN1_TIME *not_before, const ASN1_TIME *not_after, int64_t unix_now,
+                          ringp2p_errinfo *ei)
+{
+    time_t now = (time_t)unix_now, before_now = (time_t)(unix_now - 1);
+    int c = X509_cmp_time(not_before, &now);
+    if (c == 0) return rp_err(ei, RINGP2P_ECERT, "certificate NotBefore is malformed");
+    if (c > 0)
+        return rp_err(ei, RINGP2P_ECERT, "certificate is not yet valid at %" PRId64, unix_now);
+    c = X509_cmp_time(not_after, &before_now);
+    if (c == 0) return rp_err(ei, RINGP2P_ECERT, "certificate NotAfter is malformed");
+    if (c < 0) return rp_err(ei, RINGP2P_ECERT, "certificate expired before %" PRId64, unix_now);
+    return 0;
+}
+
+/*
+ * A validity Time (RFC 5280 §4.1.2.5) as the ASN1_TIME d2i_X509 makes of it:
+ * the string type and the content bytes, viewed in place (no allocation).
+ */
+static bool der_time(CBS *in, ASN1_TIME *out)
+{
+    CBS t;
+    int type;
+    /* (CBS_get_asn1 consumes the element even when its tag is not the one asked for.) */
+    if (CBS_peek_asn1_tag(in, CBS_ASN1_UTCTIME))
+        type = V_ASN1_UTCTIME;
+    else if (CBS_peek_asn1_tag(in, CBS_ASN1_GENERALIZEDTIME))
+        type = V_ASN1_GENERALIZEDTIME;
+    else
+        return false;
+    if (!CBS_get_asn1(in, &t,
+                      type == V_ASN1_UTCTIME ? CBS_ASN1_UTCTIME : CBS_ASN1_GENERALIZEDTIME) ||
+        CBS_len(&t) > INT_MAX)
+        return false;
+    out->type = type;
+    out->length = (int)CBS_len(&t);
+    out->data = (uint8_t *)(uintptr_t)CBS_data(&t);
+    out->flags = 0;
+    return true;
+}
+
+/*
+ * For a certificate whose exact DER passed the long path before: what can
+ * change since is only its validity at unix_now; the rest (structure, the
+ * extension once, both signatures) is a function of the bytes. Reads the
+ * validity and the extension with a DER walk instead of building an X509,
+ * and checks the times with the long path's own check_validity. Returns 1 with
+ * *rc the verdict (and *identity on success), or 0 when the walk does not
+ * find what it expects: then the long path decides.
+ */
+static int known_short_path(const uint8_t *der, size_t len, int64_t unix_now,
+                            ringp2p_pubkey **identity, ringp2p_errinfo *ei, int *rc)
+{
+    CBS in, cert, tbs, validity, exts, ext, oid, val;
+    ASN1_TIME not_before, not_after;
+    CBS_init(&in, der, len);
+    /* Certificate, TBSCertificate (RFC 5280 §4.1): version, serial, signature, issuer. */
+    if (!CBS_get_asn1(&in, &cert, CBS_ASN1_SEQUENCE) ||
+        !CBS_get_asn1(&cert, &tbs, CBS_ASN1_SEQUENCE) ||
+        !CBS_get_asn1(&tbs, NULL, CBS_ASN1_CONSTRUCTED | CBS_ASN1_CONTEXT_SPECIFIC | 0) ||
+        !CBS_get_asn1(&tbs, NULL, CBS_ASN1_INTEGER) ||
+        !CBS_get_asn1(&tbs, NULL, CBS_ASN1_SEQUENCE) ||
+        !CBS_get_asn1(&tbs, NULL, CBS_ASN1_SEQUENCE) ||
+        !CBS_get_asn1(&tbs, &validity, CBS_ASN1_SEQUENCE) || !der_time(&validity, &not_before) ||
+        !der_time(&validity, &not_after) || CBS_len(&validity) != 0)
+        return 0;
+    /* subject, subjectPublicKeyInfo, then [3] extensions (the long path refused unique IDs). */
+    if (!CBS_get_asn1(&tbs, NULL, CBS_ASN1_SEQUENCE) ||
+        !CBS_get_asn1(&tbs, NULL, CBS_ASN1_SEQUENCE) ||
+        !CBS_get_asn1(&tbs, &exts, CBS_ASN1_CONSTRUCTED | CBS_ASN1_CONTEXT_SPECIFIC | 3) ||
+        CBS_len(&tbs) != 0 || !CBS_get_asn1(&exts, &exts, CBS_ASN1_SEQUENCE))
+        return 0;
+    for (;;) {
+        if (CBS_len(&exts) == 0 || !CBS_get_asn1(&exts, &ext, CBS_ASN1_SEQUENCE) ||
+            !CBS_get_asn1(&ext, &oid, CBS_ASN1_OBJECT))
+            return 0;
+        if (CBS_len(&oid) == RP_TLS_EXT_OID_LEN &&
+            memcmp(CBS_data(&oid), ext_oid, RP_TLS_EXT_OID_LEN) == 0)
+            break;
+    }
+    if ((CBS_peek_asn1_tag(&ext, CBS_ASN1_BOOLEAN) &&
+         !CBS_get_asn1(&ext, NULL, CBS_ASN1_BOOLEAN)) ||
+        !CBS_get_asn1(&ext, &val, CBS_ASN1_OCTETSTRING) || CBS_len(&ext) != 0)
+        return 0;
+    *rc = check_validity(&not_before, &not_after, unix_now, ei);
+    if (*rc == 0) {
+        rp_tls_signed_key sk;
+        *rc = decode_ext(CBS_data(&val), CBS_len(&val), &sk, identity, ei);
+    }
+    return 1;
+}
+
 int rp_tls_cert_verify(const uint8_t *der, size_t len, int64_t unix_now, ringp2p_pubkey **identity,
                        ringp2p_errinfo *ei)
 {
@@ -374,11 +493,12 @@ int rp_tls_cert_verify_known(const uint8_t *der, size_t len, int64_t unix_now, b
     if (len > RP_TLS_CERT_MAX)
         return rp_err(ei, RINGP2P_ELIMIT, "certificate is %zu bytes, limit %d", len,
                       RP_TLS_CERT_MAX);
+    int rc;
+    if (sigs_known && known_short_path(der, len, unix_now, identity, ei, &rc)) return rc;
     const uint8_t *p = der;
     X509 *x = d2i_X509(NULL, &p, (long)len);
     if (x == NULL) return rp_err(ei, RINGP2P_ECERT, "not a DER X.509 certificate");
     EVP_PKEY *pk = NULL;
-    int rc;
     if (p != der + len) {
         rc = rp_err(ei, RINGP2P_ECERT, "%zu bytes after the certificate", (size_t)(der + len - p));
         goto out;
@@ -395,26 +515,8 @@ int rp_tls_cert_verify_known(const uint8_t *der, size_t len, int64_t unix_now, b
                     iuid != NULL ? "issuer" : "subject");
         goto out;
     }
-    time_t now = (time_t)unix_now, before_now = (time_t)(unix_now - 1);
-    int c = X509_cmp_time(X509_get0_notBefore(x), &now);
-    if (c == 0) {
-        rc = rp_err(ei, RINGP2P_ECERT, "certificate NotBefore is malformed");
-        goto out;
-    }
-    if (c > 0) {
-        rc = rp_err(ei, RINGP2P_ECERT, "certificate is not yet valid at %" PRId64, unix_now);
-        goto out;
-    }
-    /* NotAfter >= now, i.e. NotAfter > now - 1 (X509_cmp_time's "<=" is inclusive). */
-    c = X509_cmp_time(X509_get0_notAfter(x), &before_now);
-    if (c == 0) {
-        rc = rp_err(ei, RINGP2P_ECERT, "certificate NotAfter is malformed");
-        goto out;
-    }
-    if (c < 0) {
-        rc = rp_err(ei, RINGP2P_ECERT, "certificate expired before %" PRId64, unix_now);
-        goto out;
-    }
+    rc = check_validity(X509_get0_notBefore(x), X509_get0_notAfter(x), unix_now, ei);
+    if (rc < 0) goto out;
 
     const ASN1_BIT_STRING *sig = NULL;
     const X509_ALGOR *outer = NULL;

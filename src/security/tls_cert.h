@@ -95,6 +95,7 @@ typedef struct rp_tls_cert_params {
     int64_t not_before; /* Unix seconds */
     int64_t not_after;
     int ext_critical;     /* mark the libp2p extension critical (js-libp2p does; go does not) */
+    int ed25519_key;      /* an Ed25519 certificate key (and Ed25519 self-signature), not P-256 */
     int omit_ext;         /* tests: no libp2p extension */
     int sign_other_spki;  /* tests: the identity signs some other key's SPKI */
     int unknown_critical; /* tests: add a critical extension with an unknown OID */
@@ -105,12 +106,13 @@ typedef struct rp_tls_cert_params {
 rp_tls_cert_params rp_tls_cert_params_default(int64_t unix_now);
 
 /*
- * Generates a fresh P-256 key (go-libp2p and js-libp2p use P-256 ECDSA too),
- * signs its SPKI with `identity` and makes the self-signed certificate
- * (ecdsa-with-SHA256, random 63-bit serial, subject = issuer = a random
- * serialNumber attribute, as go-libp2p). On success *der (OPENSSL_free) and
- * *key (EVP_PKEY_free) are the caller's. Errors: RINGP2P_ENOMEM,
- * RINGP2P_ECRYPTO, RINGP2P_EINVAL (time outside what X.509 can say).
+ * Generates a fresh certificate key, P-256 (go-libp2p and js-libp2p use P-256
+ * ECDSA too) or with params->ed25519_key Ed25519 (RFC 8410), signs its SPKI
+ * with `identity` and makes the self-signed certificate (ecdsa-with-SHA256 or
+ * Ed25519, random 63-bit serial, subject = issuer = a random serialNumber
+ * attribute, as go-libp2p). On success *der (OPENSSL_free) and *key
+ * (EVP_PKEY_free) are the caller's. Errors: RINGP2P_ENOMEM, RINGP2P_ECRYPTO,
+ * RINGP2P_EINVAL (time outside what X.509 can say).
  */
 int rp_tls_cert_make(const ringp2p_privkey *identity, const rp_tls_cert_params *params,
                      uint8_t **der, size_t *der_len, EVP_PKEY **key, ringp2p_errinfo *ei);
@@ -130,12 +132,14 @@ int rp_tls_cert_verify(const uint8_t *der, size_t len, int64_t unix_now, ringp2p
                        ringp2p_errinfo *ei);
 
 /*
- * rp_tls_cert_verify, except that with sigs_known the two signatures (the
- * self-signature and the identity key's over the certificate key) are taken as
- * valid: the caller has seen these exact bytes pass rp_tls_cert_verify before
- * (tls.h "Certificates": a cache keyed by their SHA-256). Both signatures are a
- * pure function of the DER; everything else, the validity period at
- * `unix_now` included, is checked as always.
+ * rp_tls_cert_verify, except that with sigs_known the caller has seen these
+ * exact bytes pass rp_tls_cert_verify before (tls.h "Certificates": a cache
+ * keyed by their SHA-256), so what is a pure function of the DER (structure,
+ * the extension present once, critical extensions, the self-signature and the
+ * identity key's signature over the certificate key) is taken as it was: only
+ * the validity period at `unix_now` is checked again (by the same
+ * X509_cmp_time comparisons), and the identity key decoded. A DER walk finds
+ * both; no X509 is built.
  */
 int rp_tls_cert_verify_known(const uint8_t *der, size_t len, int64_t unix_now, bool sigs_known,
                              ringp2p_pubkey **identity, ringp2p_errinfo *ei);

@@ -9,6 +9,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/mem.h>
+#include <openssl/nid.h>
 #include <openssl/obj.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
@@ -213,6 +214,7 @@ static int make_and_verify(const ringp2p_privkey *k, const rp_tls_cert_params *p
     size_t len = 0;
     EVP_PKEY *key = NULL;
     cr_assert_eq(rp_tls_cert_make(k, p, &der, &len, &key, ei), 0, "%s", ei->msg);
+    cr_assert_eq(EVP_PKEY_id(key), p->ed25519_key ? EVP_PKEY_ED25519 : EVP_PKEY_EC);
     ringp2p_pubkey *id = NULL;
     int rc = rp_tls_cert_verify(der, len, now, &id, ei);
     if (rc == 0) {
@@ -220,6 +222,17 @@ static int make_and_verify(const ringp2p_privkey *k, const rp_tls_cert_params *p
         ringp2p_pubkey_free(id);
     } else {
         cr_assert_null(id);
+    }
+    id = NULL;
+    /* A certificate that once passed (at its NotBefore): the known path gives the same verdict. */
+    if (rp_tls_cert_verify(der, len, p->not_before, &id, NULL) == 0) {
+        ringp2p_pubkey_free(id);
+        id = NULL;
+        ringp2p_errinfo kei = { 0 };
+        int krc = rp_tls_cert_verify_known(der, len, now, true, &id, &kei);
+        cr_assert_eq(krc, rc, "known path %d (%s), long path %d", krc, kei.msg, rc);
+        if (krc == 0) cr_assert(ringp2p_pubkey_equal(id, ringp2p_privkey_public(k)));
+        ringp2p_pubkey_free(id);
     }
     OPENSSL_free(der);
     EVP_PKEY_free(key);
@@ -232,10 +245,14 @@ Test(tls_cert, roundtrip_every_key_type, .timeout = 60)
         ringp2p_privkey *k = gen(all_types[t]);
         rp_tls_cert_params p = rp_tls_cert_params_default(NOW);
         ringp2p_errinfo ei = { 0 };
-        cr_assert_eq(make_and_verify(k, &p, NOW, &ei), 0, "type %zu: %s", t, ei.msg);
-        /* go-libp2p leaves the extension non-critical: also fine. */
-        p.ext_critical = 0;
-        cr_assert_eq(make_and_verify(k, &p, NOW, &ei), 0, "type %zu: %s", t, ei.msg);
+        for (int ed = 0; ed < 2; ed++) {
+            p.ed25519_key = ed;
+            p.ext_critical = 1;
+            cr_assert_eq(make_and_verify(k, &p, NOW, &ei), 0, "type %zu/%d: %s", t, ed, ei.msg);
+            /* go-libp2p leaves the extension non-critical: also fine. */
+            p.ext_critical = 0;
+            cr_assert_eq(make_and_verify(k, &p, NOW, &ei), 0, "type %zu/%d: %s", t, ed, ei.msg);
+        }
         ringp2p_privkey_free(k);
     }
 }
@@ -265,12 +282,16 @@ Test(tls_cert, bad_certificates)
     cases[6].p.sign_other_spki = 1;
     cases[7].p.unknown_critical = 1;
     cases[8].p.corrupt_self_sig = 1;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        ringp2p_errinfo ei = { 0 };
-        int rc = make_and_verify(k, &cases[i].p, cases[i].now, &ei);
-        cr_assert_eq(rc, cases[i].code, "%s: %d %s", cases[i].name, rc, ei.msg);
-        if (cases[i].msg_has != NULL)
-            cr_assert_not_null(strstr(ei.msg, cases[i].msg_has), "%s: %s", cases[i].name, ei.msg);
+    for (int ed = 0; ed < 2; ed++) {
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            ringp2p_errinfo ei = { 0 };
+            cases[i].p.ed25519_key = ed;
+            int rc = make_and_verify(k, &cases[i].p, cases[i].now, &ei);
+            cr_assert_eq(rc, cases[i].code, "%s/%d: %d %s", cases[i].name, ed, rc, ei.msg);
+            if (cases[i].msg_has != NULL)
+                cr_assert_not_null(strstr(ei.msg, cases[i].msg_has), "%s/%d: %s", cases[i].name, ed,
+                                   ei.msg);
+        }
     }
     /* Garbage and oversize input. */
     uint8_t junk[RP_TLS_CERT_MAX + 1];
@@ -278,6 +299,59 @@ Test(tls_cert, bad_certificates)
     ringp2p_pubkey *id = NULL;
     cr_assert_eq(rp_tls_cert_verify(junk, 10, NOW, &id, NULL), RINGP2P_ECERT);
     cr_assert_eq(rp_tls_cert_verify(junk, sizeof junk, NOW, &id, NULL), RINGP2P_ELIMIT);
+    ringp2p_privkey_free(k);
+}
+
+/*
+ * The known-certificate path finds the validity times with its own DER walk:
+ * it must give the long path's verdicts at and around both ends, for UTCTime
+ * (up to 2049) and GeneralizedTime, across leap days and century years.
+ */
+Test(tls_cert, known_path_reads_times_as_the_long_path)
+{
+    ringp2p_privkey *k = gen(RINGP2P_KEY_ED25519);
+    static const int64_t starts[] = {
+        0,          /* 1970-01-01, UTCTime */
+        946684799,  /* 1999-12-31 23:59:59 */
+        951782400,  /* 2000-02-29 */
+        2524607999, /* 2049-12-31 23:59:59, the last UTCTime */
+        2524608000, /* 2050-01-01, GeneralizedTime */
+        4107542399, /* 2100-02-28 23:59:59 (2100 is no leap year) */
+        4107542400, /* 2100-03-01 */
+        3981312000, /* 2096-02-29 */
+    };
+    for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++) {
+        rp_tls_cert_params p = rp_tls_cert_params_default(0);
+        p.ed25519_key = (int)(i % 2);
+        p.not_before = starts[i];
+        for (int span = 0; span < 2; span++) {
+            p.not_after = starts[i] + (span == 0 ? 1000 : 86400LL * 366 * 3);
+            const int64_t at[] = { p.not_before - 1, p.not_before, p.not_before + 1,
+                                   p.not_after - 1,  p.not_after,  p.not_after + 1 };
+            for (size_t j = 0; j < sizeof at / sizeof at[0]; j++) {
+                ringp2p_errinfo ei = { 0 };
+                int want = j == 0 || j == 5 ? RINGP2P_ECERT : 0;
+                cr_assert_eq(make_and_verify(k, &p, at[j], &ei), want,
+                             "start %zu span %d at %zu: %s", i, span, j, ei.msg);
+            }
+        }
+    }
+    /* The spec vectors: UTCTime 1975 and GeneralizedTime 4096 (the known path after a pass). */
+    for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
+        if (vectors[i].peer == NULL) continue;
+        uint8_t der[2048];
+        size_t n = unhex(vectors[i].cert, der, sizeof der);
+        const int64_t at[] = { 157813200 - 1, 157813200, NOW, 67090165200, 67090165201 };
+        for (size_t j = 0; j < sizeof at / sizeof at[0]; j++) {
+            ringp2p_pubkey *a = NULL, *b = NULL;
+            int ra = rp_tls_cert_verify(der, n, at[j], &a, NULL);
+            int rb = rp_tls_cert_verify_known(der, n, at[j], true, &b, NULL);
+            cr_assert_eq(ra, rb, "vector %zu at %zu: %d %d", i, j, ra, rb);
+            cr_assert(ra != 0 || ringp2p_pubkey_equal(a, b));
+            ringp2p_pubkey_free(a);
+            ringp2p_pubkey_free(b);
+        }
+    }
     ringp2p_privkey_free(k);
 }
 
@@ -1000,6 +1074,103 @@ Test(tls, records_against_libssl, .timeout = 60)
         raw_close(&r);
     }
     ringp2p_privkey_free(kus);
+    ringp2p_privkey_free(kraw);
+}
+
+/* Our end's handshake against raw until both are done (raw's server tickets pumped to us). */
+static void raw_handshake(struct end *e, raw_end *r)
+{
+    for (int k = 0; k < 8 && e->last != RP_TLS_DONE; k++) {
+        const uint8_t *p = e->rx, *end = e->rx + e->len;
+        uint8_t out[8192];
+        rp_wbuf w = rp_wbuf_make(out, sizeof out);
+        e->last = rp_tls_handshake(e->s, NOW, &p, end, &w, &e->ei);
+        cr_assert_geq(e->last, 0, "%s", e->ei.msg);
+        BIO_write(r->in, out, (int)w.len);
+        e->len = (size_t)(end - p);
+        memmove(e->rx, p, e->len);
+        SSL_do_handshake(r->ssl);
+        raw_pump(r, e);
+    }
+    cr_assert_eq(e->last, RP_TLS_DONE, "%s", e->ei.msg);
+    cr_assert_eq(SSL_do_handshake(r->ssl), 1);
+    raw_pump(r, e);
+}
+
+/*
+ * A node presents its Ed25519 certificate to a peer whose signature_algorithms
+ * list Ed25519, and its P-256 one to a peer whose do not (BoringSSL's default
+ * list), in both roles; either way the peer verifies what it gets.
+ */
+Test(tls, cred_certificate_follows_the_peers_algorithms, .timeout = 30)
+{
+    ringp2p_privkey *kn = gen(RINGP2P_KEY_ED25519), *kraw = gen(RINGP2P_KEY_ECDSA);
+    rp_tls_cred *cred = NULL;
+    ringp2p_errinfo ei;
+    cr_assert_eq(rp_tls_cred_new(kn, NOW, &cred, &ei), 0, "%s", ei.msg);
+    for (int alt = 0; alt < 2; alt++) {
+        rp_iov der = alt ? rp_tls_cred_alt_cert(cred) : rp_tls_cred_cert(cred);
+        const uint8_t *p = der.base;
+        X509 *x = d2i_X509(NULL, &p, (long)der.len);
+        cr_assert_not_null(x);
+        EVP_PKEY *pk = X509_get_pubkey(x);
+        cr_assert_eq(EVP_PKEY_id(pk), alt ? EVP_PKEY_EC : EVP_PKEY_ED25519);
+        EVP_PKEY_free(pk);
+        X509_free(x);
+        ringp2p_pubkey *id = NULL;
+        cr_assert_eq(rp_tls_cert_verify(der.base, der.len, NOW, &id, &ei), 0, "%s", ei.msg);
+        cr_assert(ringp2p_pubkey_equal(id, ringp2p_privkey_public(kn)));
+        ringp2p_pubkey_free(id);
+    }
+    static const uint16_t with_ed[] = { SSL_SIGN_ED25519, SSL_SIGN_ECDSA_SECP256R1_SHA256 };
+    uint8_t msg[1000];
+    for (size_t i = 0; i < sizeof msg; i++) msg[i] = (uint8_t)(i * 13 + 1);
+    for (int we_client = 0; we_client < 2; we_client++) {
+        for (int raw_ed = 0; raw_ed < 2; raw_ed++) {
+            rp_tls_config cfg = cfg_of(kn, we_client);
+            cfg.cred = cred;
+            struct end e;
+            raw_end r;
+            end_open(&e, &cfg);
+            raw_open(&r, kraw, we_client);
+            if (raw_ed) cr_assert(SSL_set_verify_algorithm_prefs(r.ssl, with_ed, 2));
+            raw_handshake(&e, &r);
+            const STACK_OF(CRYPTO_BUFFER) *chain = SSL_get0_peer_certificates(r.ssl);
+            cr_assert_eq(sk_CRYPTO_BUFFER_num(chain), 1);
+            const CRYPTO_BUFFER *leaf = sk_CRYPTO_BUFFER_value(chain, 0);
+            rp_iov want = raw_ed ? rp_tls_cred_cert(cred) : rp_tls_cred_alt_cert(cred);
+            cr_assert_eq(CRYPTO_BUFFER_len(leaf), want.len, "client %d, raw Ed25519 %d", we_client,
+                         raw_ed);
+            cr_assert_arr_eq(CRYPTO_BUFFER_data(leaf), want.base, want.len);
+            cr_assert_eq(SSL_get_peer_signature_algorithm(r.ssl),
+                         raw_ed ? SSL_SIGN_ED25519 : SSL_SIGN_ECDSA_SECP256R1_SHA256);
+            cr_assert(ringp2p_pubkey_equal(rp_tls_remote_key(e.s), ringp2p_privkey_public(kraw)));
+            to_raw(&e, &r, msg, sizeof msg);
+            from_raw(&r, &e, msg, sizeof msg);
+            end_close(&e);
+            raw_close(&r);
+        }
+    }
+    /* A peer with P-256 alone for key exchange: the groups we pin reach it (through a
+     * HelloRetryRequest when we are the client). */
+    static const int p256[] = { NID_X9_62_prime256v1 };
+    for (int we_client = 0; we_client < 2; we_client++) {
+        rp_tls_config cfg = cfg_of(kn, we_client);
+        cfg.cred = cred;
+        struct end e;
+        raw_end r;
+        end_open(&e, &cfg);
+        raw_open(&r, kraw, we_client);
+        cr_assert(SSL_set1_curves(r.ssl, p256, 1));
+        raw_handshake(&e, &r);
+        cr_assert_eq(SSL_get_curve_id(r.ssl), SSL_CURVE_SECP256R1);
+        to_raw(&e, &r, msg, sizeof msg);
+        from_raw(&r, &e, msg, sizeof msg);
+        end_close(&e);
+        raw_close(&r);
+    }
+    rp_tls_cred_free(cred);
+    ringp2p_privkey_free(kn);
     ringp2p_privkey_free(kraw);
 }
 
