@@ -83,8 +83,9 @@ struct rp_tls {
     ringp2p_peer_id expected;
     int64_t unix_now;
     bool done;
-    bool closed;
-    int err; /* sticky failure, with err_info */
+    bool closed;      /* we sent close_notify: nothing more goes out */
+    bool peer_closed; /* the peer's close_notify came: reads end there, writes may go on */
+    int err;          /* sticky failure, with err_info */
     ringp2p_errinfo err_info;
     int cb_err; /* failure found inside a libssl callback, with cb_info */
     ringp2p_errinfo cb_info;
@@ -1108,10 +1109,18 @@ static int post_handshake(rp_tls *s, const uint8_t *p, size_t n, ringp2p_errinfo
     return 0;
 }
 
+/* What rp_tls_open says from the peer's close_notify on. */
+static int peer_closed(ringp2p_errinfo *ei)
+{
+    return rp_err(ei, RINGP2P_ECLOSED, "peer closed the TLS session (close_notify)");
+}
+
 int rp_tls_open(rp_tls *s, uint8_t **src, uint8_t *end, rp_iov *plain, ringp2p_errinfo *ei)
 {
     if (s->err < 0) return dead(s, ei);
     if (!s->done) return rp_err(ei, RINGP2P_EINVAL, "TLS handshake not done");
+    /* RFC 8446 §6.1: data received after a closure alert MUST be ignored */
+    if (s->peer_closed) return peer_closed(ei);
     ringp2p_errinfo info;
     uint8_t *p = *src;
     if (end - p < REC_HDR) return 0;
@@ -1176,8 +1185,12 @@ int rp_tls_open(rp_tls *s, uint8_t **src, uint8_t *end, rp_iov *plain, ringp2p_e
         }
         if (body[1] == AL_USER_CANCELED) break; /* close_notify follows */
         if (body[1] == AL_CLOSE_NOTIFY) {
-            rp_err(&info, RINGP2P_ECLOSED, "peer closed the TLS session (close_notify)");
-            return set_dead(s, RINGP2P_ECLOSED, &info, ei);
+            /* The clean end of the peer's data, not a failure: the session lives on and
+             * our side may still send, KeyUpdate and close_notify included (§6.1: closing
+             * the write side "does not have any effect on its read side"). The level is
+             * ignored, as for every alert (§6: "can safely be ignored"). */
+            s->peer_closed = true;
+            return peer_closed(ei);
         }
         rp_err(&info, RINGP2P_EPROTOCOL, "TLS: the peer sent alert %s (%u)", alert_name(body[1]),
                body[1]);
@@ -1188,6 +1201,11 @@ int rp_tls_open(rp_tls *s, uint8_t **src, uint8_t *end, rp_iov *plain, ringp2p_e
     }
     *src = p + REC_HDR + len;
     return 1;
+}
+
+bool rp_tls_peer_closed(const rp_tls *s)
+{
+    return s->peer_closed;
 }
 
 int rp_tls_close(rp_tls *s)

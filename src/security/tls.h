@@ -58,6 +58,9 @@
  * After the handshake: NewSessionTicket messages are skipped, a KeyUpdate is
  * followed (and answered when the peer asks), our own sending key moves on
  * every 2^23 records (RFC 8446 §5.5), and fatal errors queue an alert.
+ * Closure (RFC 8446 §6.1) is per direction: rp_tls_close sends our
+ * close_notify as the last record; the peer's ends its data cleanly
+ * (rp_tls_open's RINGP2P_ECLOSED), which a transport EOF without it does not.
  *
  * Any failure is final: the session returns the same code from then on. A
  * failed handshake usually leaves an alert queued (rp_tls_pending_output); the
@@ -273,15 +276,26 @@ ssize_t rp_tls_seal(rp_tls *s, const rp_iov *in, size_t n, uint8_t *out, size_t 
  * plaintext (inside [*src, end) as it was: valid while the caller keeps that
  * buffer; empty for a record that carried no application data, such as a
  * NewSessionTicket or KeyUpdate) and *src moved past the record; 0 when no
- * whole record is there yet (*src unchanged); or, killing the session (*src
- * unchanged; an alert for the peer is queued where one is due):
- * RINGP2P_EAUTH (a record did not authenticate: tampered, reordered,
- * replayed), RINGP2P_ECLOSED (the peer sent close_notify), RINGP2P_EPROTOCOL
- * (anything else malformed or unexpected, or a fatal alert from the peer
- * such as the server rejecting our certificate; `ei` says which),
- * RINGP2P_ECRYPTO. RINGP2P_EINVAL before the handshake is done.
+ * whole record is there yet (*src unchanged); RINGP2P_ECLOSED when the
+ * record is the peer's close_notify: the clean end of its data, not a
+ * failure (*src unchanged; every later call says the same without reading,
+ * as RFC 8446 §6.1 wants data after it ignored; the session stays usable for
+ * sending, rp_tls_close included, and rp_tls_peer_closed turns true); or,
+ * killing the session (*src unchanged; an alert for the peer is queued where
+ * one is due): RINGP2P_EAUTH (a record did not authenticate: tampered,
+ * reordered, replayed), RINGP2P_EPROTOCOL (anything else malformed or
+ * unexpected, or a fatal alert from the peer such as the server rejecting our
+ * certificate; `ei` says which), RINGP2P_ECRYPTO. RINGP2P_EINVAL before the
+ * handshake is done.
  */
 int rp_tls_open(rp_tls *s, uint8_t **src, uint8_t *end, rp_iov *plain, ringp2p_errinfo *ei);
+
+/*
+ * true once rp_tls_open met the peer's close_notify. A transport that ends
+ * while this is false was cut short (a truncation, RFC 8446 §6.1): the bytes
+ * the peer sent last may be missing.
+ */
+bool rp_tls_peer_closed(const rp_tls *s);
 
 /*
  * Queues a KeyUpdate (RFC 8446 §4.6.3; asking the peer to update too when
@@ -292,9 +306,15 @@ int rp_tls_open(rp_tls *s, uint8_t **src, uint8_t *end, rp_iov *plain, ringp2p_e
 int rp_tls_key_update(rp_tls *s, bool request);
 
 /*
- * Queues a close_notify alert (take it with rp_tls_take_output). After it
- * rp_tls_seal refuses (RINGP2P_ECLOSED). 0, or RINGP2P_EINVAL before the
- * handshake is done.
+ * Closes our write side (RFC 8446 §6.1: each party MUST send close_notify
+ * before closing its write side): queues a close_notify alert (level 1,
+ * description 0, sealed as inner content type 21) behind everything sealed
+ * so far; take it with rp_tls_take_output, or rp_tls_seal would write it
+ * first, but seal refuses from now on (RINGP2P_ECLOSED), as do KeyUpdates,
+ * so it is the last record. Nothing is queued a second time, nor after the
+ * session failed (its alert, if any, took its place). Reading goes on: the
+ * peer's remaining records and its own close_notify still open. 0, or
+ * RINGP2P_EINVAL before the handshake is done.
  */
 int rp_tls_close(rp_tls *s);
 

@@ -840,6 +840,92 @@ Test(tls, seal_room_close_and_misuse)
     ringp2p_privkey_free(ks);
 }
 
+/*
+ * Graceful close, one direction at a time (RFC 8446 §6.1): the client's
+ * close_notify is one sealed record behind its last data and is the
+ * server's clean end of input (the same code from then on, nothing
+ * consumed, the session not failed); the half-closed server still talks
+ * (data, and a KeyUpdate request the closed client must not answer), then
+ * closes too. A transport cut without close_notify is not taken for one.
+ */
+Test(tls, close_notify_is_a_clean_end_of_one_direction, .timeout = 30)
+{
+    ringp2p_privkey *kc = gen(RINGP2P_KEY_ED25519), *ks = gen(RINGP2P_KEY_ED25519);
+    struct end c, s;
+    ready_pair(&c, &s, kc, ks);
+    static uint8_t msg[5000], got[5000];
+    for (size_t i = 0; i < sizeof msg; i++) msg[i] = (uint8_t)(i * 13 + 1);
+    /* the client's last data, then its close_notify: one record of a 2-byte alert */
+    send_bytes(&c, &s, msg, sizeof msg);
+    cr_assert_eq(rp_tls_close(c.s), 0);
+    size_t data_len = s.len;
+    s.len += rp_tls_take_output(c.s, s.rx + s.len, RX_CAP - s.len);
+    cr_assert_eq(s.len - data_len, RP_TLS_RECORD_OVERHEAD + 2);
+    cr_assert_eq(rp_tls_close(c.s), 0);
+    cr_assert_eq(rp_tls_pending_output(c.s), 0, "close_notify goes once");
+    rp_iov one = rp_iov_make(msg, 10), v;
+    uint8_t buf[256];
+    cr_assert_eq(rp_tls_seal(c.s, &one, 1, buf, sizeof buf, NULL), RINGP2P_ECLOSED);
+    cr_assert_eq(rp_tls_key_update(c.s, false), RINGP2P_ECLOSED);
+    cr_assert_eq(rp_tls_pending_output(c.s), 0, "nothing after close_notify");
+    /* the server gets all the data, then the clean end */
+    cr_assert_not(rp_tls_peer_closed(s.s));
+    uint8_t *p = s.rx, *end = s.rx + s.len;
+    size_t total = 0;
+    int r;
+    while ((r = rp_tls_open(s.s, &p, end, &v, &s.ei)) == 1) {
+        cr_assert_leq(total + v.len, sizeof got);
+        memcpy(got + total, v.base, v.len);
+        total += v.len;
+    }
+    cr_assert_eq(r, RINGP2P_ECLOSED, "%s", s.ei.msg);
+    cr_assert_not_null(strstr(s.ei.msg, "close_notify"), "%s", s.ei.msg);
+    cr_assert_eq(total, sizeof msg);
+    cr_assert_arr_eq(got, msg, sizeof msg);
+    cr_assert_eq(p, s.rx + data_len, "the alert record is left where it was");
+    cr_assert(rp_tls_peer_closed(s.s));
+    cr_assert(rp_tls_is_done(s.s), "a clean end is not a failure");
+    cr_assert_eq(rp_tls_pending_output(s.s), 0, "no alert answers a close_notify");
+    /* later input (even a partial record) is ignored: the same answer, nothing read */
+    uint8_t *q = p;
+    cr_assert_eq(rp_tls_open(s.s, &q, p + 3, &v, NULL), RINGP2P_ECLOSED);
+    cr_assert_eq(q, p);
+    s.len = 0;
+    /* half-closed: the server still sends, asking for a KeyUpdate the client must not answer */
+    cr_assert_eq(rp_tls_key_update(s.s, true), 0);
+    c.len += rp_tls_take_output(s.s, c.rx + c.len, RX_CAP - c.len);
+    send_bytes(&s, &c, msg, sizeof msg);
+    cr_assert_eq(recv_bytes(&c, got, sizeof got), (ssize_t)sizeof msg, "%s", c.ei.msg);
+    cr_assert_arr_eq(got, msg, sizeof msg);
+    cr_assert_eq(rp_tls_pending_output(c.s), 0, "a closed side answers no KeyUpdate");
+    cr_assert_not(rp_tls_peer_closed(c.s));
+    /* then the server closes as well */
+    cr_assert_eq(rp_tls_close(s.s), 0);
+    c.len += rp_tls_take_output(s.s, c.rx + c.len, RX_CAP - c.len);
+    cr_assert_eq(recv_bytes(&c, got, sizeof got), RINGP2P_ECLOSED, "%s", c.ei.msg);
+    cr_assert(rp_tls_peer_closed(c.s));
+    end_close(&c);
+    end_close(&s);
+
+    /* Truncation: the transport ends after whole records, or in the middle of one. */
+    ready_pair(&c, &s, kc, ks);
+    send_bytes(&c, &s, msg, 100);
+    cr_assert_eq(recv_bytes(&s, got, sizeof got), 100, "%s", s.ei.msg);
+    cr_assert_eq(s.len, 0);
+    cr_assert_not(rp_tls_peer_closed(s.s), "no close_notify came");
+    send_bytes(&c, &s, msg + 100, 200);
+    send_bytes(&c, &s, msg + 300, 3000);
+    s.len -= 10;
+    cr_assert_eq(recv_bytes(&s, got, sizeof got), 200, "%s", s.ei.msg);
+    cr_assert_arr_eq(got, msg + 100, 200);
+    cr_assert_gt(s.len, 0, "a partial record is left, waiting");
+    cr_assert_not(rp_tls_peer_closed(s.s), "cut short, not closed");
+    end_close(&c);
+    end_close(&s);
+    ringp2p_privkey_free(kc);
+    ringp2p_privkey_free(ks);
+}
+
 Test(tls, config_errors)
 {
     ringp2p_privkey *k = gen(RINGP2P_KEY_ED25519);
@@ -1060,16 +1146,32 @@ Test(tls, records_against_libssl, .timeout = 60)
         cr_assert_eq(rp_tls_key_update(e.s, true), 0);
         to_raw(&e, &r, msg + 2, 20000);
         from_raw(&r, &e, msg + 3, 40000); /* behind libssl's answering KeyUpdate */
-        /* close_notify from us: libssl sees a clean end */
-        cr_assert_eq(rp_tls_close(e.s), 0);
-        raw_pump(&r, &e);
         uint8_t b[16];
-        cr_assert_eq(SSL_read(r.ssl, b, sizeof b), 0);
-        cr_assert_eq(SSL_get_error(r.ssl, 0), SSL_ERROR_ZERO_RETURN);
-        /* and from libssl: we read ECLOSED */
-        SSL_shutdown(r.ssl);
-        raw_pump(&r, &e);
-        cr_assert_eq(recv_bytes(&e, b, sizeof b), RINGP2P_ECLOSED, "%s", e.ei.msg);
+        if (we_client) {
+            /* close_notify from us: libssl sees a clean end */
+            cr_assert_eq(rp_tls_close(e.s), 0);
+            raw_pump(&r, &e);
+            cr_assert_eq(SSL_read(r.ssl, b, sizeof b), 0);
+            cr_assert_eq(SSL_get_error(r.ssl, 0), SSL_ERROR_ZERO_RETURN);
+            /* and from libssl: we read ECLOSED */
+            cr_assert_eq(SSL_shutdown(r.ssl), 1);
+            raw_pump(&r, &e);
+            cr_assert_eq(recv_bytes(&e, b, sizeof b), RINGP2P_ECLOSED, "%s", e.ei.msg);
+            cr_assert(rp_tls_peer_closed(e.s));
+        } else {
+            /* libssl closes first: a clean end for us, and we may still send (half-close) */
+            cr_assert_eq(SSL_shutdown(r.ssl), 0);
+            raw_pump(&r, &e);
+            cr_assert_eq(recv_bytes(&e, b, sizeof b), RINGP2P_ECLOSED, "%s", e.ei.msg);
+            cr_assert(rp_tls_peer_closed(e.s));
+            to_raw(&e, &r, msg, 20000);
+            /* then ours: libssl's read ends cleanly (SSL_ERROR_ZERO_RETURN) */
+            cr_assert_eq(rp_tls_close(e.s), 0);
+            raw_pump(&r, &e);
+            cr_assert_eq(SSL_read(r.ssl, b, sizeof b), 0);
+            cr_assert_eq(SSL_get_error(r.ssl, 0), SSL_ERROR_ZERO_RETURN);
+            cr_assert_eq(SSL_shutdown(r.ssl), 1, "both close_notify seen");
+        }
         end_close(&e);
         raw_close(&r);
     }
@@ -1244,7 +1346,8 @@ Test(tls, record_parsing_rules)
     static const uint8_t ku_long[] = { 24, 0, 0, 2, 0, 0 };
     static const uint8_t ku_bad[] = { 24, 0, 0, 1, 7 };
     static const uint8_t cert_req[] = { 13, 0, 0, 0 };
-    static const uint8_t cancel[] = { 1, 90 }, fatal[] = { 2, 40 }, close_[] = { 1, 0 };
+    static const uint8_t cancel[] = { 1, 90 }, fatal[] = { 2, 40 }, close_[] = { 1, 0 },
+                         close_fatal[] = { 2, 0 };
     static const uint8_t three[] = { 2, 40, 0 };
     static uint8_t big[16385];
     struct {
@@ -1260,6 +1363,8 @@ Test(tls, record_parsing_rules)
         { "ticket, skipped", 22, nst, sizeof nst, 0, OK, NULL },
         { "user_canceled, ignored", 21, cancel, 2, 0, OK, NULL },
         { "close_notify", 21, close_, 2, 0, RINGP2P_ECLOSED, "close_notify" },
+        { "close_notify at level 2 (the level is ignored)", 21, close_fatal, 2, 0, RINGP2P_ECLOSED,
+          "close_notify" },
         { "fatal alert", 21, fatal, 2, 0, RINGP2P_EPROTOCOL, "handshake_failure" },
         { "alert of 3 bytes", 21, three, 3, 0, RINGP2P_EPROTOCOL, "alert record of 3" },
         { "empty handshake record", 22, NULL, 0, 0, RINGP2P_EPROTOCOL, NULL },
@@ -1299,6 +1404,9 @@ Test(tls, record_parsing_rules)
                 cr_assert_not_null(strstr(ei.msg, rows[i].msg), "%s: %s", rows[i].name, ei.msg);
             if (r < 0 && r != RINGP2P_ECLOSED && strcmp(rows[i].name, "fatal alert") != 0)
                 cr_assert_gt(rp_tls_pending_output(s), 0, "%s: no alert queued", rows[i].name);
+            cr_assert_eq(rp_tls_peer_closed(s), r == RINGP2P_ECLOSED, "%s", rows[i].name);
+            if (r == RINGP2P_ECLOSED)
+                cr_assert_eq(rp_tls_pending_output(s), 0, "%s: no alert answers it", rows[i].name);
             /* still talking after what was fine */
             if (r == OK) {
                 w = rp_tls_seal(c, &one, 1, wire, sizeof wire, NULL);
@@ -1309,6 +1417,50 @@ Test(tls, record_parsing_rules)
             rp_tls_free(c);
             rp_tls_free(s);
         }
+    }
+}
+
+/*
+ * rp_tls_close's record is exactly the close_notify alert (level 1,
+ * description 0) sealed as inner content type 21, as a session keyed the same
+ * seals it by hand; the peer's clean end; a genuine data record sealed after
+ * it is never delivered (RFC 8446 §6.1: ignored); the peer can still seal.
+ */
+Test(tls, close_notify_record_and_what_follows)
+{
+    static const uint8_t alert[] = { 1, 0 };
+    for (size_t k = 0; k < 3; k++) {
+        rp_tls *c, *s, *c2, *s2;
+        keyed_pair(suites[k], &c, &s);
+        keyed_pair(suites[k], &c2, &s2);
+        uint8_t a[64], b[64], late[64];
+        cr_assert_eq(rp_tls_close(c), 0);
+        size_t n = rp_tls_take_output(c, a, sizeof a);
+        ssize_t m = rp_tls_test_seal_inner(c2, 21, alert, 2, 0, b, sizeof b);
+        cr_assert_eq(n, RP_TLS_RECORD_OVERHEAD + 2);
+        cr_assert_eq((ssize_t)n, m);
+        cr_assert_arr_eq(a, b, n, "not the close_notify alert as sealed by hand");
+        /* header: application_data, 0x0303, body 2 + 1 + 16 */
+        cr_assert_eq(a[0], 23);
+        cr_assert_eq(a[3] << 8 | a[4], 19);
+        ssize_t w = rp_tls_test_seal_inner(c, 23, (const uint8_t *)"late", 4, 0, late, sizeof late);
+        cr_assert_gt(w, 0);
+        rp_iov v = { 0 };
+        ringp2p_errinfo ei;
+        cr_assert_eq(open_one(s, a, n, &v, &ei), RINGP2P_ECLOSED, "%s", ei.msg);
+        cr_assert_eq(open_one(s, late, (size_t)w, &v, &ei), RINGP2P_ECLOSED, "%s", ei.msg);
+        cr_assert(rp_tls_peer_closed(s));
+        /* the peer still seals, and the closed side still opens */
+        rp_iov one = rp_iov_make("back", 4);
+        w = rp_tls_seal(s, &one, 1, late, sizeof late, &ei);
+        cr_assert_gt(w, 0, "%s", ei.msg);
+        cr_assert_eq(open_one(c, late, (size_t)w, &v, &ei), 1, "%s", ei.msg);
+        cr_assert_eq(v.len, 4);
+        cr_assert_arr_eq(v.base, "back", 4);
+        rp_tls_free(c);
+        rp_tls_free(s);
+        rp_tls_free(c2);
+        rp_tls_free(s2);
     }
 }
 
