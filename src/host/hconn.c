@@ -96,6 +96,13 @@ struct rp_hconn {
     int rx_feeding;
     rseg *bl_head, *bl_tail;
     rp_timer btimer;
+    /*
+     * An accepted connection's multistream header waits one loop turn for the
+     * dialer's proposal, so header and answer leave in one segment (the
+     * dialer needs neither before it has proposed); hdr_timer sends it alone
+     * when nothing came.
+     */
+    rp_timer hdr_timer;
     ringp2p_stream *streams, *dead;
     rp_hopen *waiting, *waiting_tail;
     rp_hconn *flush_next;
@@ -132,6 +139,8 @@ static void idle_check(rp_hconn *hc);
 static void start_muxer(rp_hconn *hc);
 static void rx_resume(rp_hconn *hc);
 static void fail_msg(rp_hconn *hc, int err, const char *detail);
+static void hdr_fired(rp_timer *t, void *arg);
+static void mss_sec_out(rp_hconn *hc);
 
 static uint64_t now_of(rp_hconn *hc)
 {
@@ -1402,12 +1411,8 @@ static void pre_process(rp_hconn *hc)
     ringp2p_errinfo ei;
     if (hc->phase == HC_MSS_SEC) {
         ssize_t n = rp_mss_recv(&hc->mss, hc->pre, hc->pre_len, &ei);
-        size_t ol;
-        uint8_t *o = mss_take(&hc->mss, &ol);
-        if (o != NULL) {
-            send_plain(hc, o, ol);
-            free(o);
-        }
+        rp_timer_cancel(&hc->hdr_timer); /* the header leaves with this answer */
+        mss_sec_out(hc);
         if (n < 0) {
             if (n == RINGP2P_ENEGOTIATION) {
                 ringp2p_errinfo e2 = { RINGP2P_ENEGOTIATION, "" };
@@ -1577,6 +1582,7 @@ static void hconn_free(rp_hconn *hc)
     flush_list_remove(hc);
     rp_timer_cancel(&hc->deadline);
     rp_timer_cancel(&hc->mtimer);
+    rp_timer_cancel(&hc->hdr_timer);
     backlog_free(hc);
     if (hc->prev != NULL)
         hc->prev->next = hc->next;
@@ -1712,10 +1718,29 @@ static rp_hconn *hconn_new(rp_hshard *hs, bool inbound)
     rp_timer_init(&hc->deadline, deadline_fired, hc);
     rp_timer_init(&hc->mtimer, mtimer_fired, hc);
     rp_timer_init(&hc->btimer, btimer_fired, hc);
+    rp_timer_init(&hc->hdr_timer, hdr_fired, hc);
     hc->next = hs->conns;
     if (hs->conns != NULL) hs->conns->prev = hc;
     hs->conns = hc;
     return hc;
+}
+
+/* Multistream output of the security negotiation not sent yet (the listener's header). */
+static void mss_sec_out(rp_hconn *hc)
+{
+    size_t ol;
+    uint8_t *o = mss_take(&hc->mss, &ol);
+    if (o != NULL) {
+        send_plain(hc, o, ol);
+        free(o);
+    }
+}
+
+static void hdr_fired(rp_timer *t, void *arg)
+{
+    rp_hconn *hc = arg;
+    (void)t;
+    if (hc->phase == HC_MSS_SEC) mss_sec_out(hc);
 }
 
 /* The socket is up: fill the info, start multistream for the security protocol. */
@@ -1760,12 +1785,10 @@ static int conn_begin(rp_hconn *hc, rp_conn *c)
     uint64_t to = rp_host_limit(hs->node, RINGP2P_LIMIT_DIAL_TIMEOUT_MS) * 1000000ull;
     rp_timer_arm(rp_shard_timers(hs->sh), &hc->deadline,
                  hc->probe ? hc->probe_deadline : rp_shard_now(hs->sh) + to);
-    size_t ol;
-    uint8_t *o = mss_take(&hc->mss, &ol);
-    if (o != NULL) {
-        send_plain(hc, o, ol);
-        free(o);
-    }
+    if (hc->inbound) /* fires on the next turn, after its completions (hdr_timer) */
+        rp_timer_arm(rp_shard_timers(hs->sh), &hc->hdr_timer, rp_shard_now(hs->sh) + 1);
+    else
+        mss_sec_out(hc);
     return 0;
 }
 
