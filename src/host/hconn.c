@@ -1569,10 +1569,16 @@ static void conn_fail(rp_hconn *hc, int err, const ringp2p_errinfo *ei)
     while (hc->streams != NULL) stream_finish(hc->streams, err, &hc->fail_ei);
     hc->busy--;
     if (hc->c != NULL) {
-        if (err == RINGP2P_ECLOSED && hc->closing)
+        if (err == RINGP2P_ECLOSED && hc->closing) {
+            /* the channel's own goodbye (TLS close_notify) goes last, before the FIN */
+            if (hc->sess != NULL && hc->sec->close_write != NULL) {
+                hc->sec->close_write(hc->sess);
+                send_pending(hc);
+            }
             rp_conn_close(hc->c);
-        else
+        } else {
             rp_conn_abort(hc->c);
+        }
     }
 }
 

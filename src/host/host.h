@@ -132,6 +132,12 @@ typedef struct rp_hsec_ops {
     int (*open)(void *s, uint8_t **src, uint8_t *end, rp_iov *plain, ringp2p_errinfo *ei);
     size_t (*pending)(const void *s);
     size_t (*take)(void *s, uint8_t *dst, size_t cap);
+    /*
+     * Optional: ends our sending side of the channel on a graceful close
+     * (TLS: queues close_notify, RFC 8446 §6.1), after the last sealed
+     * output; the host then sends what pending/take hold and closes.
+     */
+    void (*close_write)(void *s);
     const ringp2p_peer_id *(*remote_peer)(const void *s);
     const ringp2p_pubkey *(*remote_key)(const void *s);
     const char *(*muxer)(const void *s); /* early-negotiated muxer or NULL */

@@ -356,6 +356,17 @@ static size_t tls_take(void *s, uint8_t *dst, size_t cap)
     return rp_tls_take_output(s, dst, cap);
 }
 
+/*
+ * A graceful close: close_notify (RFC 8446 §6.1: each party MUST send one
+ * before closing its write side) as the last record, for the host to take.
+ * Nothing before the handshake is done, nor after a failure (its alert went
+ * instead).
+ */
+static void tls_close_write(void *s)
+{
+    (void)rp_tls_close(s);
+}
+
 static const ringp2p_peer_id *tls_peer(const void *s)
 {
     return rp_tls_remote_peer(s);
@@ -409,6 +420,7 @@ static const rp_hsec_ops ops_table[] = {
         .open = tls_open,
         .pending = tls_pending,
         .take = tls_take,
+        .close_write = tls_close_write,
         .remote_peer = tls_peer,
         .remote_key = tls_key,
         .muxer = tls_muxer,
