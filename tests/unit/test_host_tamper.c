@@ -138,12 +138,15 @@ static int forward(pipe_dir *d, uint8_t *u, size_t n, uint64_t off, bool record)
     const tamper *t = &px->t;
     if (d->dir != t->dir || d->done || t->kind == T_NONE) return send_all(d->to, u, n);
     if (d->held != NULL) { /* the swap: this record first, then the held one */
+        /* Marked before sending, as every other case: once the successor is sent, the
+         * receiver can fail and both stream ends close (run_case reads `applied` then)
+         * before this thread runs again. */
+        d->done = true;
+        px->applied = true;
         int r = send_all(d->to, u, n);
         if (r == 0) r = send_all(d->to, d->held, d->held_len);
         free(d->held);
         d->held = NULL;
-        d->done = true;
-        px->applied = true;
         return r;
     }
     bool raw = t->kind == T_FLIP_RAW || t->kind == T_DROP_BYTES || t->kind == T_DUP_BYTES;
