@@ -62,7 +62,7 @@
 #define HS_CONNS_DEFAULT         2000
 #define HS_INFLIGHT_DEFAULT      64
 #define STREAMS_SECONDS_DEFAULT  2.0
-#define STREAMS_INFLIGHT_DEFAULT 128
+#define STREAMS_INFLIGHT_DEFAULT 256
 #define CRYPTO_SECONDS_DEFAULT   0.2
 #define MODES_MAX                4
 #define CASES_MAX                (4 + 2 * MODES_MAX)
