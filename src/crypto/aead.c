@@ -18,6 +18,7 @@
 #include <openssl/mem.h>
 
 #include "base/error.h"
+#include "crypto/aesgcm.h"
 #include "crypto/chacha20.h"
 #include "crypto/poly1305.h"
 
@@ -266,22 +267,33 @@ const rp_aead_alg rp_aead_chacha20_poly1305_rp = {
 
 /* ---- ChaCha20-Poly1305, backend picked at init ------------------------------------------- */
 
-static const rp_aead_alg *chacha_pick(void)
+/*
+ * Reads env once into *choice (0 not yet read, 1 BoringSSL, 2 ours):
+ * "boringssl" or "ringp2p" force a backend (for A/B measurements; ours only
+ * where it can run), else ours when `ours_fast`.
+ */
+static bool pick_ours(atomic_int *choice, const char *env, bool ours_runs, bool ours_fast)
 {
-    /* 0 not yet read, 1 BoringSSL, 2 ours. */
-    static atomic_int choice;
-    int v = atomic_load_explicit(&choice, memory_order_relaxed);
+    int v = atomic_load_explicit(choice, memory_order_relaxed);
     if (v == 0) {
-        const char *e = getenv("RINGP2P_CHACHA");
+        const char *e = getenv(env);
         if (e != NULL && strcmp(e, "boringssl") == 0)
             v = 1;
         else if (e != NULL && strcmp(e, "ringp2p") == 0)
-            v = 2;
+            v = ours_runs ? 2 : 1;
         else
-            v = rp_chacha20_simd_available() && rp_poly1305_simd_available() ? 2 : 1;
-        atomic_store_explicit(&choice, v, memory_order_relaxed);
+            v = ours_fast ? 2 : 1;
+        atomic_store_explicit(choice, v, memory_order_relaxed);
     }
-    return v == 2 ? &rp_aead_chacha20_poly1305_rp : &rp_aead_chacha20_poly1305_evp;
+    return v == 2;
+}
+
+static const rp_aead_alg *chacha_pick(void)
+{
+    static atomic_int choice;
+    bool simd = rp_chacha20_simd_available() && rp_poly1305_simd_available();
+    return pick_ours(&choice, "RINGP2P_CHACHA", true, simd) ? &rp_aead_chacha20_poly1305_rp
+                                                            : &rp_aead_chacha20_poly1305_evp;
 }
 
 static int chacha_init(rp_aead *ctx, const uint8_t *key)
@@ -290,18 +302,18 @@ static int chacha_init(rp_aead *ctx, const uint8_t *key)
     return ctx->impl->init(ctx, key);
 }
 
-static void chacha_clear(rp_aead *ctx)
+static void impl_clear(rp_aead *ctx)
 {
     ctx->impl->clear(ctx);
 }
 
-static int chacha_seal_batch(const rp_aead *ctx, rp_aead_job *jobs, size_t n)
+static int impl_seal_batch(const rp_aead *ctx, rp_aead_job *jobs, size_t n)
 {
     return ctx->impl->seal_batch(ctx, jobs, n);
 }
 
-static int chacha_open(const rp_aead *ctx, uint8_t *buf, size_t len,
-                       const uint8_t nonce[RP_AEAD_NONCE_LEN], const uint8_t *ad, size_t ad_len)
+static int impl_open(const rp_aead *ctx, uint8_t *buf, size_t len,
+                     const uint8_t nonce[RP_AEAD_NONCE_LEN], const uint8_t *ad, size_t ad_len)
 {
     return ctx->impl->open(ctx, buf, len, nonce, ad, ad_len);
 }
@@ -313,12 +325,14 @@ const rp_aead_alg rp_aead_chacha20_poly1305 = {
     .tag_len = RP_AEAD_TAG_LEN,
     .counter_be = false,
     .init = chacha_init,
-    .clear = chacha_clear,
-    .seal_batch = chacha_seal_batch,
-    .open = chacha_open,
+    .clear = impl_clear,
+    .seal_batch = impl_seal_batch,
+    .open = impl_open,
 };
 
-const rp_aead_alg rp_aead_aes_256_gcm = {
+/* ---- AES-256-GCM: ours (crypto/aesgcm.c, VAES + VPCLMULQDQ) or BoringSSL's ------------- */
+
+const rp_aead_alg rp_aead_aes_256_gcm_evp = {
     .name = "AESGCM",
     .key_len = 32,
     .tag_len = RP_AEAD_TAG_LEN,
@@ -327,6 +341,70 @@ const rp_aead_alg rp_aead_aes_256_gcm = {
     .clear = evp_clear,
     .seal_batch = evp_seal_batch,
     .open = evp_open,
+};
+
+static int gcm_init(rp_aead *ctx, const uint8_t *key)
+{
+    return rp_aesgcm_init(&ctx->u.gcm, key, 32) == 0 ? 0 : RINGP2P_ECRYPTO;
+}
+
+static void gcm_clear(rp_aead *ctx)
+{
+    rp_aesgcm_clear(&ctx->u.gcm);
+}
+
+static int gcm_seal_batch(const rp_aead *ctx, rp_aead_job *jobs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        rp_aead_job *j = &jobs[i];
+        if (rp_aesgcm_seal(&ctx->u.gcm, j->buf, j->nonce, j->buf, j->len, j->ad, j->ad_len,
+                           j->buf + j->len) != 0)
+            return RINGP2P_ECRYPTO;
+    }
+    return 0;
+}
+
+static int gcm_open(const rp_aead *ctx, uint8_t *buf, size_t len,
+                    const uint8_t nonce[RP_AEAD_NONCE_LEN], const uint8_t *ad, size_t ad_len)
+{
+    return rp_aesgcm_open(&ctx->u.gcm, buf, nonce, buf, len, ad, ad_len, buf + len) == 0
+               ? 0
+               : RINGP2P_EAUTH;
+}
+
+const rp_aead_alg rp_aead_aes_256_gcm_rp = {
+    .name = "AESGCM",
+    .key_len = 32,
+    .tag_len = RP_AEAD_TAG_LEN,
+    .counter_be = true,
+    .init = gcm_init,
+    .clear = gcm_clear,
+    .seal_batch = gcm_seal_batch,
+    .open = gcm_open,
+};
+
+bool rp_aead_aes_gcm_ours(void)
+{
+    static atomic_int choice;
+    bool simd = rp_aesgcm_simd_available();
+    return pick_ours(&choice, "RINGP2P_AESGCM", simd, simd);
+}
+
+static int gcm_pick_init(rp_aead *ctx, const uint8_t *key)
+{
+    ctx->impl = rp_aead_aes_gcm_ours() ? &rp_aead_aes_256_gcm_rp : &rp_aead_aes_256_gcm_evp;
+    return ctx->impl->init(ctx, key);
+}
+
+const rp_aead_alg rp_aead_aes_256_gcm = {
+    .name = "AESGCM",
+    .key_len = 32,
+    .tag_len = RP_AEAD_TAG_LEN,
+    .counter_be = true,
+    .init = gcm_pick_init,
+    .clear = impl_clear,
+    .seal_batch = impl_seal_batch,
+    .open = impl_open,
 };
 
 int rp_aead_init(rp_aead *ctx, const rp_aead_alg *alg, const uint8_t *key)

@@ -1,7 +1,8 @@
 /*
  * AEAD behind a vtable: ChaCha20-Poly1305 (RFC 8439) and AES-256-GCM (NIST SP
- * 800-38D). AES-256-GCM is BoringSSL's EVP_AEAD; ChaCha20-Poly1305 is our own
- * (crypto/chacha20.c, crypto/poly1305.c) on CPUs with AVX-512, else BoringSSL's.
+ * 800-38D). Each is our own where the CPU has the instructions our code needs
+ * (crypto/chacha20.c and poly1305.c: AVX-512 and IFMA; crypto/aesgcm.c:
+ * AVX-512, VAES and VPCLMULQDQ), else BoringSSL's EVP_AEAD.
  *
  * Records are sealed and opened in place, in the caller's buffers: a record is
  * `len` bytes of plaintext followed by room for the tag, so a sealer writes
@@ -27,6 +28,7 @@
 #include <openssl/aead.h>
 
 #include "base/bytes.h"
+#include "crypto/aesgcm.h"
 
 /* Both ciphers: 256-bit keys, 96-bit nonces, 128-bit tags (RFC 8439 §2.8, SP 800-38D §5.2.1). */
 #define RP_AEAD_KEY_MAX   32
@@ -91,6 +93,7 @@ struct rp_aead {
     union {
         EVP_AEAD_CTX evp;
         uint8_t chacha_key[32]; /* rp_aead_chacha20_poly1305_rp */
+        rp_aesgcm_key gcm;      /* rp_aead_aes_256_gcm_rp */
         uint64_t align;
     } u;
 };
@@ -109,7 +112,17 @@ extern const rp_aead_alg rp_aead_chacha20_poly1305_rp;
 extern const rp_aead_alg rp_aead_chacha20_poly1305_evp;
 /* Which Poly1305 rp_aead_chacha20_poly1305_rp runs on, for benchmark reports. */
 const char *rp_aead_chacha20_poly1305_rp_mac(void);
+/*
+ * AES-256-GCM: picks rp_aead_aes_256_gcm_rp (crypto/aesgcm.c) at rp_aead_init
+ * when the CPU has AVX-512, VAES and VPCLMULQDQ (rp_aesgcm_simd_available),
+ * else _evp (BoringSSL). RINGP2P_AESGCM=boringssl forces BoringSSL's (read
+ * once, for A/B measurements).
+ */
 extern const rp_aead_alg rp_aead_aes_256_gcm;
+extern const rp_aead_alg rp_aead_aes_256_gcm_rp;
+extern const rp_aead_alg rp_aead_aes_256_gcm_evp;
+/* Whether AES-GCM runs on crypto/aesgcm.c here (the choice above; TLS records use it too). */
+bool rp_aead_aes_gcm_ours(void);
 
 /* Keys ctx with `alg` (key: alg->key_len bytes, copied). 0 or RINGP2P_ECRYPTO. */
 int rp_aead_init(rp_aead *ctx, const rp_aead_alg *alg, const uint8_t *key);

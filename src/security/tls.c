@@ -24,6 +24,8 @@
 #include <openssl/ssl.h>
 
 #include "base/error.h"
+#include "crypto/aead.h"
+#include "crypto/aesgcm.h"
 
 /* RFC 8446 §5.1, §5.2: record header, content types, the largest ciphertext body. */
 #define REC_HDR      5
@@ -55,7 +57,9 @@
 
 /* One direction's record protection (RFC 8446 §7.3). */
 typedef struct tls_dir {
-    EVP_AEAD_CTX aead;
+    EVP_AEAD_CTX aead; /* when !gcm_on */
+    rp_aesgcm_key gcm; /* AES-GCM suites where rp_aead_aes_gcm_ours() */
+    bool gcm_on;
     uint8_t iv[NONCE_LEN];
     uint8_t secret[SECRET_MAX];
     uint64_t seq;
@@ -709,7 +713,10 @@ static bool dir_key(rp_tls *s, tls_dir *d, const uint8_t *secret)
               expand_label(s->md, d->iv, NONCE_LEN, d->secret, s->secret_len, "iv");
     EVP_AEAD_CTX_cleanup(&d->aead);
     EVP_AEAD_CTX_zero(&d->aead);
-    ok = ok && EVP_AEAD_CTX_init(&d->aead, s->aead, key, kl, REC_TAG, NULL) == 1;
+    rp_aesgcm_clear(&d->gcm);
+    d->gcm_on = ok && (s->aead == EVP_aead_aes_128_gcm() || s->aead == EVP_aead_aes_256_gcm()) &&
+                rp_aead_aes_gcm_ours() && rp_aesgcm_init(&d->gcm, key, kl) == 0;
+    ok = ok && (d->gcm_on || EVP_AEAD_CTX_init(&d->aead, s->aead, key, kl, REC_TAG, NULL) == 1);
     OPENSSL_cleanse(key, sizeof key);
     d->seq = 0;
     return ok;
@@ -886,10 +893,16 @@ static size_t seal_record(rp_tls *s, uint8_t *rec, const uint8_t *pt, size_t len
     uint8_t nonce[NONCE_LEN];
     make_nonce(&s->tx, nonce);
     size_t tag_len = 0;
-    if (!EVP_AEAD_CTX_seal_scatter(&s->tx.aead, rec + REC_HDR, rec + REC_HDR + len, &tag_len,
-                                   1 + pad + REC_TAG, nonce, NONCE_LEN, pt, len, tail, 1 + pad, rec,
-                                   REC_HDR))
+    if (s->tx.gcm_on) {
+        if (rp_aesgcm_seal_extra(&s->tx.gcm, rec + REC_HDR, nonce, pt, len, tail, 1 + pad, rec,
+                                 REC_HDR, rec + REC_HDR + len + 1 + pad) != 0)
+            return 0;
+        tag_len = 1 + pad + REC_TAG;
+    } else if (!EVP_AEAD_CTX_seal_scatter(&s->tx.aead, rec + REC_HDR, rec + REC_HDR + len, &tag_len,
+                                          1 + pad + REC_TAG, nonce, NONCE_LEN, pt, len, tail,
+                                          1 + pad, rec, REC_HDR)) {
         return 0;
+    }
     s->tx.seq++;
     return REC_HDR + len + tag_len;
 }
@@ -1143,8 +1156,17 @@ int rp_tls_open(rp_tls *s, uint8_t **src, uint8_t *end, rp_iov *plain, ringp2p_e
     uint8_t nonce[NONCE_LEN];
     make_nonce(&s->rx, nonce);
     size_t n = 0;
-    if (len < REC_TAG + 1 ||
-        !EVP_AEAD_CTX_open(&s->rx.aead, body, &n, len, nonce, NONCE_LEN, body, len, p, REC_HDR)) {
+    bool authentic;
+    if (len < REC_TAG + 1) {
+        authentic = false;
+    } else if (s->rx.gcm_on) {
+        n = len - REC_TAG;
+        authentic = rp_aesgcm_open(&s->rx.gcm, body, nonce, body, n, p, REC_HDR, body + n) == 0;
+    } else {
+        authentic = EVP_AEAD_CTX_open(&s->rx.aead, body, &n, len, nonce, NONCE_LEN, body, len, p,
+                                      REC_HDR) == 1;
+    }
+    if (!authentic) {
         ERR_clear_error();
         rp_err(&info, RINGP2P_EAUTH,
                "TLS record %llu did not authenticate (tampered, reordered, replayed or not from "
