@@ -91,40 +91,6 @@ static uint64_t xorshift(uint64_t *st)
     return x * UINT64_C(0x2545f4914f6cdd1d);
 }
 
-/*
- * Our advertised addresses (binary, no /p2p), copied out of amu; circuit
- * addresses are left out: their IP is our relay's, not ours.
- */
-typedef struct own_addrs {
-    size_t n;
-    rp_iov v[RP_HOST_ADDRS_MAX];
-    uint8_t b[RP_HOST_ADDRS_MAX][RP_OBSADDR_ADDR_MAX];
-} own_addrs;
-
-static void own_get(ringp2p_node *n, own_addrs *a)
-{
-    pthread_mutex_lock(&n->amu);
-    a->n = 0;
-    for (size_t i = 0; i < n->naddrs; i++) {
-        if (n->addr_len[i] > sizeof(a->b[0]) || rp_nataddr_is_relayed(n->addrs[i], n->addr_len[i]))
-            continue;
-        memcpy(a->b[a->n], n->addrs[i], n->addr_len[i]);
-        a->v[a->n] = rp_iov_make(a->b[a->n], n->addr_len[i]);
-        a->n++;
-    }
-    pthread_mutex_unlock(&n->amu);
-}
-
-static rp_shard *stream_shard(ringp2p_stream *s)
-{
-    return rp_stream_node(s)->shards[ringp2p_stream_conn(s)->shard]->sh;
-}
-
-static void peer_text(const ringp2p_peer_id *p, char *buf, size_t cap)
-{
-    if (ringp2p_peer_id_to_string(p, buf, cap) < 0) snprintf(buf, cap, "?");
-}
-
 /* ---- the client's timer (shard 0) --------------------------------------------------------- */
 
 /*
@@ -208,7 +174,7 @@ static void probe_finish(probe *p, rp_autonat_observation obs)
     pthread_mutex_unlock(&svc->mu);
     atomic_fetch_add(&svc->probes_done, 1);
     char id[RINGP2P_PEER_ID_STR_MAX];
-    peer_text(&p->srv.peer, id, sizeof(id));
+    rp_host_peer_text(&p->srv.peer, id, sizeof(id));
     rp_logf(&n->log, RINGP2P_LOG_DEBUG, "autonat", "%s %s", id, obs_name(obs));
     if (changed) {
         rp_logf(&n->log, RINGP2P_LOG_INFO, "autonat", "reachability: %s",
@@ -292,11 +258,11 @@ static void probe_timeout(rp_timer *t, void *arg)
 static int probe_send(probe *p, ringp2p_stream *s)
 {
     ringp2p_node *n = p->svc->node;
-    own_addrs *own = malloc(sizeof(*own));
+    rp_host_addrs *own = malloc(sizeof(*own));
     uint8_t *out = malloc(RP_AUTONAT_OWN_MSG_MAX + 16);
     int r = RINGP2P_ENOMEM;
     if (own == NULL || out == NULL) goto out;
-    own_get(n, own);
+    rp_host_addrs_copy(n, true, own);
     rp_iov v[RP_HOST_ADDRS_MAX + 1];
     size_t k = 0;
     if (p->srv.obs_len > 0 && rp_nataddr_parse_tcp(p->srv.obs, p->srv.obs_len, NULL, NULL) >= 0)
@@ -328,7 +294,7 @@ static void probe_opened(ringp2p_node *n, ringp2p_stream *s, int err, const ring
     probe *p = ctx;
     if (err < 0) {
         char id[RINGP2P_PEER_ID_STR_MAX];
-        peer_text(&p->srv.peer, id, sizeof(id));
+        rp_host_peer_text(&p->srv.peer, id, sizeof(id));
         rp_logf(&n->log, RINGP2P_LOG_DEBUG, "autonat", "no stream to %s: %s", id,
                 ei != NULL ? ei->msg : ringp2p_strerror(err));
         probe_finish(p, RP_AUTONAT_OBS_ERROR);
@@ -360,7 +326,7 @@ static void probe_task(rp_shard *sh, void *arg)
 }
 
 /* mu held. A server passing the core's checks, from a random start; -1 if none. */
-static int pick_server(rp_autonat_svc *svc, const own_addrs *own, uint64_t now)
+static int pick_server(rp_autonat_svc *svc, const rp_host_addrs *own, uint64_t now)
 {
     if (svc->nsrv == 0) return -1;
     size_t start = (size_t)(xorshift(&svc->rng) % svc->nsrv);
@@ -381,9 +347,9 @@ static void timer_fired(rp_timer *t, void *arg)
     rp_autonat_svc *svc = arg;
     rp_hshard *hs = svc->node->shards[0];
     (void)t;
-    own_addrs *own = malloc(sizeof(*own));
+    rp_host_addrs *own = malloc(sizeof(*own));
     probe *p = calloc(1, sizeof(*p));
-    if (own != NULL) own_get(svc->node, own);
+    if (own != NULL) rp_host_addrs_copy(svc->node, true, own);
     pthread_mutex_lock(&svc->mu);
     svc->timer_at = UINT64_MAX;
     uint64_t now = rp_clock_ns();
@@ -503,9 +469,9 @@ void rp_autonat_svc_event(ringp2p_node *n, ringp2p_event_type type, const ringp2
         return;
     case RINGP2P_EVENT_CONNECTED: {
         if (ci == NULL || !ci->inbound || ci->remote_addr == NULL) return;
-        own_addrs *own = malloc(sizeof(*own));
+        rp_host_addrs *own = malloc(sizeof(*own));
         if (own == NULL) return;
-        own_get(n, own);
+        rp_host_addrs_copy(n, true, own);
         size_t rlen;
         const uint8_t *remote = ringp2p_multiaddr_bytes(ci->remote_addr, &rlen);
         pthread_mutex_lock(&svc->mu);
@@ -531,11 +497,7 @@ void rp_autonat_svc_event(ringp2p_node *n, ringp2p_event_type type, const ringp2
     default: return;
     }
     if (!arm) return;
-    if (from == NULL) {
-        /* ADDRS_CHANGED carries no connection: the shard we run on */
-        for (unsigned i = 0; i < n->nshards && from == NULL; i++)
-            if (rp_shard_is_current(n->shards[i]->sh)) from = n->shards[i]->sh;
-    }
+    if (from == NULL) from = rp_host_current_shard(n); /* ADDRS_CHANGED carries no connection */
     if (from != NULL)
         tell_timer(svc, from);
     else {
@@ -645,13 +607,13 @@ static void sreq_decide(sreq *q)
     q->refs++; /* a reset or a dial-back below may end the stream's share */
     size_t rlen = 0;
     const uint8_t *remote = rp_hconn_remote_bin(rp_stream_hconn(s), &rlen);
-    own_addrs *own = malloc(sizeof(*own));
+    rp_host_addrs *own = malloc(sizeof(*own));
     if (own == NULL) {
         ringp2p_stream_reset(s);
         sreq_unref(q);
         return;
     }
-    own_get(n, own);
+    rp_host_addrs_copy(n, true, own);
     ringp2p_errinfo ei = { 0 };
     pthread_mutex_lock(&svc->mu);
     uint64_t now = rp_clock_ns();
@@ -660,7 +622,7 @@ static void sreq_decide(sreq *q)
     pthread_mutex_unlock(&svc->mu);
     free(own);
     char id[RINGP2P_PEER_ID_STR_MAX];
-    peer_text(&ringp2p_stream_conn(s)->peer, id, sizeof(id));
+    rp_host_peer_text(&ringp2p_stream_conn(s)->peer, id, sizeof(id));
     if (r < 0) {
         rp_logf(&n->log, RINGP2P_LOG_DEBUG, "autonat", "%s: %s", id, ei.msg);
         ringp2p_stream_reset(s);
@@ -674,7 +636,7 @@ static void sreq_decide(sreq *q)
         sreq_unref(q);
         return;
     }
-    rp_hshard *hs = n->shards[ringp2p_stream_conn(s)->shard];
+    rp_hshard *hs = rp_stream_hshard(s);
     uint64_t timeout = q->d.deadline_ns > now ? q->d.deadline_ns - now : 1;
     rp_logf(&n->log, RINGP2P_LOG_DEBUG, "autonat", "dialing %s back on %zu address(es)", id,
             q->d.n_addrs);
@@ -762,7 +724,7 @@ static void server_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx)
     }
     q->svc = svc;
     q->s = s;
-    q->sh = stream_shard(s);
+    q->sh = rp_stream_hshard(s)->sh;
     q->refs = 1;
     rp_timer_init(&q->life, life_fired, q);
     rp_timer_init(&q->answer, answer_fired, q);

@@ -161,11 +161,6 @@ static uint64_t now_on(const sess *x, const rp_dcutr_svc *svc)
     return rp_shard_now(svc->node->shards[x->shard]->sh);
 }
 
-static void peer_text(const ringp2p_peer_id *p, char *buf, size_t cap)
-{
-    if (ringp2p_peer_id_to_string(p, buf, cap) < 0) snprintf(buf, cap, "?");
-}
-
 static bool addr_loopback(const uint8_t *a, size_t n)
 {
     static const uint8_t lo6[16] = { [15] = 1 };
@@ -328,7 +323,7 @@ static void report(rp_dcutr_svc *svc, sess *x, const rp_dcutr_action *act)
     unsigned attempts = x->initiator ? act->attempts : x->exchange;
     char pid[RINGP2P_PEER_ID_STR_MAX], buf[RINGP2P_ERRINFO_MSG_MAX];
     const char *why = ok ? NULL : fail_text(x, act->result, buf, sizeof(buf));
-    peer_text(&x->peer, pid, sizeof(pid));
+    rp_host_peer_text(&x->peer, pid, sizeof(pid));
     if (ok)
         rp_logf(&n->log, RINGP2P_LOG_INFO, MOD,
                 "hole punch with %s (%s): direct connection after %u attempt(s), relay rtt %.1f ms",

@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "base/error.h"
 #include "host/dcutr_svc.h"
@@ -162,6 +161,11 @@ const ringp2p_conn_info *rp_hconn_info(const rp_hconn *hc)
 ringp2p_node *rp_stream_node(const ringp2p_stream *s)
 {
     return s->hc->hs->node;
+}
+
+rp_hshard *rp_stream_hshard(const ringp2p_stream *s)
+{
+    return s->hc->hs;
 }
 
 rp_hconn *rp_stream_hconn(const ringp2p_stream *s)
@@ -1310,7 +1314,6 @@ static int open_all(rp_hconn *hc, rp_rbuf *rbuf, uint8_t **p, uint8_t *end)
         if (r == 0) break;
         if (r == RINGP2P_ECLOSED) {
             send_pending(hc);
-            if (hc->phase == HC_READY) hc->closing = true;
             fail_msg(hc, RINGP2P_ECONNRESET, "the peer closed the secure channel");
             return -1;
         }
@@ -1999,7 +2002,7 @@ static void hshard_hangup(rp_hshard *hs, const ringp2p_peer_id *peer)
 {
     ringp2p_errinfo ei = { RINGP2P_ECLOSED, "" };
     char txt[RINGP2P_PEER_ID_STR_MAX];
-    if (ringp2p_peer_id_to_string(peer, txt, sizeof(txt)) < 0) snprintf(txt, sizeof(txt), "?");
+    rp_host_peer_text(peer, txt, sizeof(txt));
     snprintf(ei.msg, sizeof(ei.msg), "hung up on %s (ringp2p_node_hangup)", txt);
     for (;;) {
         rp_hconn *hc = hs->conns;
@@ -2043,8 +2046,7 @@ RINGP2P_API int ringp2p_node_hangup(ringp2p_node *n, const ringp2p_peer_id *peer
         if (a == NULL) return RINGP2P_ENOMEM;
         a->node = n;
         a->peer = *peer;
-        while ((r = rp_runtime_post(n->rt, i, hangup_task, a)) == RINGP2P_EAGAIN)
-            usleep(100); /* the inbox is full: the shard is draining it */
+        r = rp_host_post_retry(n, i, hangup_task, a);
         if (r != 0) free(a);
     }
     return r;

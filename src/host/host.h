@@ -147,9 +147,8 @@ typedef struct rp_hsec_ops {
 /* rp_hsec_ops.handshake's return when done (RP_NOISE_DONE, RP_TLS_DONE, RP_SIGNED_DONE, ...). */
 #define RP_HSEC_DONE 1
 
-/* hsec.c: the protocol of a config name ("noise", len bytes) or of a protocol ID; NULL if none. */
+/* hsec.c: the protocol of a config name ("noise", len bytes); NULL if none. */
 const rp_hsec_ops *rp_hsec_by_name(const char *name, size_t len);
-const rp_hsec_ops *rp_hsec_by_id(const char *id);
 /* hsec.c: frees what the node's sessions share (made at the first handshake; NULL is fine). */
 struct rp_hsec_shared;
 void rp_hsec_shared_free(struct rp_hsec_shared *sh);
@@ -507,6 +506,25 @@ ssize_t rp_host_identify_msg(ringp2p_node *n, const uint8_t *obs, size_t obs_len
 const ringp2p_conn_info *rp_hconn_info(const rp_hconn *hc);
 rp_hconn *rp_stream_hconn(const ringp2p_stream *s);
 ringp2p_node *rp_stream_node(const ringp2p_stream *s);
+/* The host shard of a stream's connection. */
+rp_hshard *rp_stream_hshard(const ringp2p_stream *s);
+/* Wall-clock time (CLOCK_REALTIME), ns since the Unix epoch: relay expiries, records, certificates.
+ */
+uint64_t rp_host_unix_ns(void);
+/* Posts fn(arg) to shard `to` from any thread, retrying while its inbox is full. 0 or an error. */
+int rp_host_post_retry(ringp2p_node *n, unsigned to, rp_task_fn fn, void *arg);
+/* The shard the calling thread runs, or NULL (a callback with no stream to ask). */
+rp_shard *rp_host_current_shard(ringp2p_node *n);
+/* A copy of our advertised addresses (binary, no /p2p), taken under amu. */
+typedef struct rp_host_addrs {
+    size_t n;
+    rp_iov v[RP_HOST_ADDRS_MAX];
+    uint8_t b[RP_HOST_ADDRS_MAX][RP_OBSADDR_ADDR_MAX];
+} rp_host_addrs;
+/* Fills a; skip_relayed leaves circuit addresses out (their IP is our relay's, not ours). */
+void rp_host_addrs_copy(ringp2p_node *n, bool skip_relayed, rp_host_addrs *a);
+/* A peer ID as text for logs and messages ("?" if it cannot be written). */
+void rp_host_peer_text(const ringp2p_peer_id *id, char *buf, size_t cap);
 /* Opens an internal stream (no directory round trip) speaking `proto`. */
 int rp_hconn_open_internal(rp_hconn *hc, const char *proto, ringp2p_open_fn fn, void *ctx);
 /* Stores the agent version learnt by identify (copied). */

@@ -38,6 +38,7 @@
 #include "host/autonat_svc.h"
 #include "host/dcutr_svc.h"
 #include "host/host.h"
+#include "protocols/nataddr.h"
 #include "host/relay_client.h"
 #include "host/relay_svc.h"
 #include "multiformats/multiaddr.h"
@@ -520,11 +521,36 @@ static void expand_listen_addrs(ringp2p_node *n)
     if (have_ifs) freeifaddrs(ifs);
 }
 
-static uint64_t unix_ns(void)
+uint64_t rp_host_unix_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+rp_shard *rp_host_current_shard(ringp2p_node *n)
+{
+    for (unsigned i = 0; i < n->nshards; i++)
+        if (rp_shard_is_current(n->shards[i]->sh)) return n->shards[i]->sh;
+    return NULL;
+}
+
+void rp_host_addrs_copy(ringp2p_node *n, bool skip_relayed, rp_host_addrs *a)
+{
+    pthread_mutex_lock(&n->amu);
+    a->n = 0;
+    for (size_t i = 0; i < n->naddrs; i++) {
+        if (skip_relayed && rp_nataddr_is_relayed(n->addrs[i], n->addr_len[i])) continue;
+        memcpy(a->b[a->n], n->addrs[i], n->addr_len[i]);
+        a->v[a->n] = rp_iov_make(a->b[a->n], n->addr_len[i]);
+        a->n++;
+    }
+    pthread_mutex_unlock(&n->amu);
+}
+
+void rp_host_peer_text(const ringp2p_peer_id *id, char *buf, size_t cap)
+{
+    if (ringp2p_peer_id_to_string(id, buf, cap) < 0) snprintf(buf, cap, "?");
 }
 
 /* amu held. Advertised = base + adopted (no duplicates), and a freshly signed record of them. */
@@ -557,7 +583,7 @@ static void rebuild_addrs(ringp2p_node *n)
     rp_iov v[RP_HOST_ADDRS_MAX];
     for (size_t i = 0; i < n->naddrs; i++) v[i] = rp_iov_make(n->addrs[i], n->addr_len[i]);
     uint8_t rec[4096];
-    uint64_t seq = rp_peer_record_next_seq(unix_ns(), n->record_seq);
+    uint64_t seq = rp_peer_record_next_seq(rp_host_unix_ns(), n->record_seq);
     ringp2p_errinfo ei;
     ssize_t rl = rp_peer_record_seal(n->key, seq, v, n->naddrs, rec, sizeof(rec), &ei);
     if (rl < 0) {
@@ -744,7 +770,7 @@ RINGP2P_API int ringp2p_node_start(ringp2p_node *n, ringp2p_errinfo *ei)
 }
 
 /* A task posted from a thread outside the shards: retried while the inbox is full. */
-static int post_retry(ringp2p_node *n, unsigned to, rp_task_fn fn, void *arg)
+int rp_host_post_retry(ringp2p_node *n, unsigned to, rp_task_fn fn, void *arg)
 {
     for (;;) {
         int r = rp_runtime_post(n->rt, to, fn, arg);
@@ -789,7 +815,7 @@ RINGP2P_API void ringp2p_node_stop(ringp2p_node *n)
     for (unsigned i = 0; args != NULL && i < n->nshards; i++) {
         args[i].node = n;
         args[i].w = &w;
-        if (post_retry(n, i, stop_task, &args[i]) != 0) {
+        if (rp_host_post_retry(n, i, stop_task, &args[i]) != 0) {
             pthread_mutex_lock(&w.mu);
             w.left--;
             pthread_mutex_unlock(&w.mu);
@@ -892,7 +918,7 @@ static int set_handler(ringp2p_node *n, const char *protocol, ringp2p_stream_han
         if (a == NULL) continue;
         a->hs = n->shards[i];
         a->t = rp_htable_ref(t);
-        if (post_retry(n, i, install_run, a) != 0) {
+        if (rp_host_post_retry(n, i, install_run, a) != 0) {
             rp_htable_unref(a->t);
             free(a);
         }
@@ -1202,7 +1228,7 @@ RINGP2P_API int ringp2p_node_new_stream(ringp2p_node *n, const ringp2p_multiaddr
     if (!o->has_peer) {
         shard = atomic_fetch_add(&n->next_dial_shard, 1) % n->nshards;
     }
-    int r = post_retry(n, shard, open_task, o);
+    int r = rp_host_post_retry(n, shard, open_task, o);
     if (r < 0) {
         o->fn = NULL;
         rp_hopen_free(o);

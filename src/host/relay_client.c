@@ -88,31 +88,6 @@ struct rp_relay_client {
     rsv rsv[RP_HOST_RELAYS_MAX];
 };
 
-static uint64_t unix_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec;
-}
-
-static rp_hshard *stream_hshard(ringp2p_stream *s)
-{
-    return rp_stream_node(s)->shards[ringp2p_stream_conn(s)->shard];
-}
-
-/* The shard we run on (a callback with no stream to ask), or NULL. */
-static rp_shard *current_shard(ringp2p_node *n)
-{
-    for (unsigned i = 0; i < n->nshards; i++)
-        if (rp_shard_is_current(n->shards[i]->sh)) return n->shards[i]->sh;
-    return NULL;
-}
-
-static void id_text(const ringp2p_peer_id *id, char *buf, size_t cap)
-{
-    if (ringp2p_peer_id_to_string(id, buf, cap) < 0) snprintf(buf, cap, "?");
-}
-
 bool rp_relay_is_circuit(const uint8_t *addr, size_t len)
 {
     const uint8_t *p = addr, *end = addr + len;
@@ -209,7 +184,7 @@ static void relay_msg(const ringp2p_peer_id *relay, char *dst, size_t cap, const
                       va_list ap)
 {
     char rid[RINGP2P_PEER_ID_STR_MAX];
-    id_text(relay, rid, sizeof(rid));
+    rp_host_peer_text(relay, rid, sizeof(rid));
     int k = snprintf(dst, cap, "relay %s: ", rid);
     if (k > 0 && (size_t)k < cap) vsnprintf(dst + k, cap - (size_t)k, fmt, ap);
 }
@@ -334,7 +309,7 @@ static void to_b(rlink *l, const uint8_t *data, size_t len)
 static int reset_reason(rlink *l, int err, ringp2p_errinfo *ei)
 {
     char rid[RINGP2P_PEER_ID_STR_MAX];
-    id_text(&l->relay, rid, sizeof(rid));
+    rp_host_peer_text(&l->relay, rid, sizeof(rid));
     if (err == RINGP2P_ESTREAMRESET && l->limited) {
         uint64_t now = rp_shard_now(l->hs->sh);
         uint64_t d = l->limit.data;
@@ -401,7 +376,7 @@ static ssize_t target_remote(rlink *l, uint8_t *dst, size_t cap)
 static void bridge(rlink *l, const uint8_t *rest, size_t rest_len)
 {
     ringp2p_node *n = l->node;
-    rp_hshard *hs = stream_hshard(l->s);
+    rp_hshard *hs = rp_stream_hshard(l->s);
     uint8_t remote[RP_MADDR_MAX_BYTES];
     ssize_t rlen;
     if (l->dialer) {
@@ -496,7 +471,7 @@ static void target_in(rlink *l, const uint8_t *data, size_t len)
     uint8_t out[16];
     char rid[RINGP2P_PEER_ID_STR_MAX];
     if (r < 0) {
-        id_text(&l->relay, rid, sizeof(rid));
+        rp_host_peer_text(&l->relay, rid, sizeof(rid));
         rp_logf(&n->log, RINGP2P_LOG_DEBUG, MOD, "stop request from relay %s refused: %s", rid,
                 ei.msg);
         ssize_t k = rp_relay_stop_status_write(reply, out, sizeof(out));
@@ -636,7 +611,7 @@ static rlink *link_new(ringp2p_node *n, bool dialer)
 /* Arms the handshake deadline on s's shard. */
 static void link_arm(rlink *l, uint64_t ms)
 {
-    rp_shard *sh = stream_hshard(l->s)->sh;
+    rp_shard *sh = rp_stream_hshard(l->s)->sh;
     rp_timer_arm(rp_shard_timers(sh), &l->timer, rp_shard_now(sh) + ms * 1000000ull);
 }
 
@@ -771,7 +746,7 @@ static void res_task(rp_shard *sh, void *arg);
 static void res_post(rres *res)
 {
     ringp2p_node *n = res->r->cl->node;
-    rp_shard *from = current_shard(n);
+    rp_shard *from = rp_host_current_shard(n);
     if (from == NULL || rp_shard_post(from, res->r->home, res_task, res) != 0) free(res);
 }
 
@@ -821,7 +796,8 @@ static void q_answer(rreq *q, ringp2p_stream *s)
     }
     rp_relay_reservation rv;
     int32_t status = 0;
-    int r2 = rp_relay_reserve_check(&m, &r->relay, &n->id, unix_now(), &rv, &status, &ei);
+    int r2 = rp_relay_reserve_check(&m, &r->relay, &n->id, rp_host_unix_ns() / 1000000000u, &rv,
+                                    &status, &ei);
     if (r2 < 0) {
         res_fail(q, r2, "%s: %s",
                  r2 == RINGP2P_ECONNREFUSED ? "reservation refused" : "unacceptable reservation",
@@ -942,7 +918,7 @@ static void rsv_emit(rsv *r, int err, bool lost, uint64_t expire, const char *ms
     ringp2p_node *n = r->cl->node;
     if (err == 0) {
         char rid[RINGP2P_PEER_ID_STR_MAX];
-        id_text(&r->relay, rid, sizeof(rid));
+        rp_host_peer_text(&r->relay, rid, sizeof(rid));
         rp_logf(&n->log, RINGP2P_LOG_DEBUG, MOD, "reservation on %s until %llu", rid,
                 (unsigned long long)expire);
     } else {
@@ -997,7 +973,7 @@ static void rsv_attempt(rsv *r)
     if (e < 0) {
         free(q);
         char msg[RINGP2P_ERRINFO_MSG_MAX], rid[RINGP2P_PEER_ID_STR_MAX];
-        id_text(&r->relay, rid, sizeof(rid));
+        rp_host_peer_text(&r->relay, rid, sizeof(rid));
         snprintf(msg, sizeof(msg), "relay %s: cannot reach it: %s", rid, ringp2p_strerror(e));
         rsv_failed(r, e, false, msg);
     }
@@ -1010,7 +986,7 @@ static void rsv_timer(rp_timer *t, void *arg)
     if (r->stopped) return;
     if (r->state == R_PENDING) {
         char msg[RINGP2P_ERRINFO_MSG_MAX], rid[RINGP2P_PEER_ID_STR_MAX];
-        id_text(&r->relay, rid, sizeof(rid));
+        rp_host_peer_text(&r->relay, rid, sizeof(rid));
         snprintf(msg, sizeof(msg), "relay %s: no answer to RESERVE in time", rid);
         rsv_failed(r, RINGP2P_ETIMEDOUT, r->naddrs > 0, msg);
         return;
@@ -1037,7 +1013,8 @@ static void res_task(rp_shard *sh, void *arg)
             r->backoff_ms = 0;
             rsv_set_addrs(r, res->naddrs, res->addrs, res->alen);
             rsv_emit(r, 0, false, res->expire, NULL);
-            uint64_t now_s = unix_now(), at = rp_relay_refresh_at(res->expire, now_s);
+            uint64_t now_s = rp_host_unix_ns() / 1000000000u,
+                     at = rp_relay_refresh_at(res->expire, now_s);
             rsv_arm(r, (at > now_s ? at - now_s : 1) * 1000000000ull);
         }
     }
@@ -1119,7 +1096,7 @@ void rp_relay_client_event(ringp2p_node *n, ringp2p_event_type type, const ringp
         rres *res = calloc(1, sizeof(*res));
         if (res == NULL) return;
         char rid[RINGP2P_PEER_ID_STR_MAX];
-        id_text(&r->relay, rid, sizeof(rid));
+        rp_host_peer_text(&r->relay, rid, sizeof(rid));
         res->r = r;
         res->kind = RES_LOST;
         res->err = RINGP2P_ECONNRESET;

@@ -133,26 +133,6 @@ static const rp_logger *log_of(const circ *c)
     return &c->svc->node->log;
 }
 
-static uint64_t unix_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec;
-}
-
-static rp_shard *stream_shard(ringp2p_stream *s)
-{
-    return rp_stream_node(s)->shards[ringp2p_stream_conn(s)->shard]->sh;
-}
-
-/* The shard we run on (a callback with no stream to ask), or NULL. */
-static rp_shard *current_shard(ringp2p_node *n)
-{
-    for (unsigned i = 0; i < n->nshards; i++)
-        if (rp_shard_is_current(n->shards[i]->sh)) return n->shards[i]->sh;
-    return NULL;
-}
-
 /* ---- circuits: memory ------------------------------------------------------------------- */
 
 static void circ_ref(circ *c)
@@ -462,7 +442,7 @@ static void b_data(ringp2p_stream *s, void *ctx, const uint8_t *data, size_t len
 {
     circ *c = ctx;
     side *b = &c->sd[1];
-    rp_shard *sh = stream_shard(s);
+    rp_shard *sh = rp_stream_hshard(s)->sh;
     circ_ref(c);
     if (b->bridged) {
         forward(c, 1, data, len);
@@ -537,7 +517,7 @@ out:
 static void b_eof(ringp2p_stream *s, void *ctx)
 {
     circ *c = ctx;
-    rp_shard *sh = stream_shard(s);
+    rp_shard *sh = rp_stream_hshard(s)->sh;
     circ_ref(c);
     if (c->sd[1].bridged) {
         if (!atomic_load(&c->killed)) post_new(sh, c, K_EOF, 0, NULL, 0, false);
@@ -559,7 +539,7 @@ static void b_writable(ringp2p_stream *s, void *ctx)
 static void b_close(ringp2p_stream *s, void *ctx, int err)
 {
     circ *c = ctx;
-    rp_shard *sh = stream_shard(s);
+    rp_shard *sh = rp_stream_hshard(s)->sh;
     side *b = &c->sd[1];
     circ_ref(c);
     b->s = NULL;
@@ -589,12 +569,12 @@ static void b_opened(ringp2p_node *n, ringp2p_stream *s, int err, const ringp2p_
         char why[RINGP2P_ERRINFO_MSG_MAX + 64];
         snprintf(why, sizeof(why), "no stop stream to the target: %s",
                  ei != NULL ? ei->msg : ringp2p_strerror(err));
-        stop_fail(c, current_shard(n), why);
+        stop_fail(c, rp_host_current_shard(n), why);
         circ_unref(c);
         return;
     }
     pthread_mutex_lock(&c->svc->mu);
-    atomic_store(&c->sh[1], stream_shard(s));
+    atomic_store(&c->sh[1], rp_stream_hshard(s)->sh);
     atomic_store(&c->open[1], true);
     bool pending = atomic_load(&c->phase) == PH_STOP;
     pthread_mutex_unlock(&c->svc->mu);
@@ -608,24 +588,6 @@ static void b_opened(ringp2p_node *n, ringp2p_stream *s, int err, const ringp2p_
 }
 
 /* ---- side 0: the hop stream --------------------------------------------------------------- */
-
-/* Side 0's copy of our advertised addresses (binary, no /p2p). */
-typedef struct self_addrs {
-    size_t n;
-    rp_iov v[RP_HOST_ADDRS_MAX];
-    uint8_t b[RP_HOST_ADDRS_MAX][RP_OBSADDR_ADDR_MAX];
-} self_addrs;
-
-static void self_addrs_get(ringp2p_node *n, self_addrs *a)
-{
-    pthread_mutex_lock(&n->amu);
-    a->n = n->naddrs;
-    for (size_t i = 0; i < a->n; i++) {
-        memcpy(a->b[i], n->addrs[i], n->addr_len[i]);
-        a->v[i] = rp_iov_make(a->b[i], n->addr_len[i]);
-    }
-    pthread_mutex_unlock(&n->amu);
-}
 
 /* A status-only answer on side 0 and the end of our writing (a refusal of our own). */
 static void a_refuse(circ *c, ringp2p_stream *s, int32_t status)
@@ -681,17 +643,17 @@ static void a_request(circ *c, ringp2p_stream *s)
     ringp2p_node *n = svc->node;
     size_t alen = 0;
     const uint8_t *addr = rp_hconn_remote_bin(rp_stream_hconn(s), &alen);
-    self_addrs *mine = malloc(sizeof(*mine));
+    rp_host_addrs *mine = malloc(sizeof(*mine));
     if (mine == NULL) {
         ringp2p_stream_reset(s);
         return;
     }
-    self_addrs_get(n, mine);
+    rp_host_addrs_copy(n, false, mine);
     uint8_t out[RP_RELAY_FRAME_MAX];
     rp_relay_hop_result res;
     ringp2p_errinfo ei = { 0 };
     const uint8_t *p = a->rx, *end = a->rx + a->rx_len;
-    uint64_t now_s = unix_now();
+    uint64_t now_s = rp_host_unix_ns() / 1000000000u;
     pthread_mutex_lock(&svc->mu);
     rp_relay_expire(svc->r, now_s);
     int r = rp_relay_hop_request(svc->r, &c->src, addr, addr != NULL ? alen : 0, mine->v, mine->n,
@@ -723,7 +685,7 @@ static void a_request(circ *c, ringp2p_stream *s)
     size_t rest = (size_t)(end - p);
     c->early = rest != 0 ? malloc(rest) : NULL;
     if (c->stopmsg == NULL || (rest != 0 && c->early == NULL)) {
-        stop_fail(c, stream_shard(s), "out of memory");
+        stop_fail(c, rp_stream_hshard(s)->sh, "out of memory");
         return;
     }
     memcpy(c->stopmsg, out, res.len);
@@ -735,7 +697,7 @@ static void a_request(circ *c, ringp2p_stream *s)
     a->rx_len = 0;
     a->hs_paused = true;
     ringp2p_stream_pause_read(s);
-    open_stop(c, stream_shard(s));
+    open_stop(c, rp_stream_hshard(s)->sh);
 }
 
 static void a_data(ringp2p_stream *s, void *ctx, const uint8_t *data, size_t len)
@@ -769,7 +731,8 @@ static void a_eof(ringp2p_stream *s, void *ctx)
     circ *c = ctx;
     circ_ref(c);
     if (c->sd[0].bridged) {
-        if (!atomic_load(&c->killed)) post_new(stream_shard(s), c, K_EOF, 1, NULL, 0, false);
+        if (!atomic_load(&c->killed))
+            post_new(rp_stream_hshard(s)->sh, c, K_EOF, 1, NULL, 0, false);
     } else if (atomic_load(&c->phase) == PH_REQUEST) {
         /* the request never came whole (go answers MALFORMED_MESSAGE too) */
         a_refuse(c, s, RP_RELAY_MALFORMED_MESSAGE);
@@ -790,7 +753,7 @@ static void a_close(ringp2p_stream *s, void *ctx, int err)
 {
     circ *c = ctx;
     side *a = &c->sd[0];
-    rp_shard *sh = stream_shard(s);
+    rp_shard *sh = rp_stream_hshard(s)->sh;
     circ_ref(c);
     a->s = NULL;
     atomic_store(&c->open[0], false);
@@ -861,7 +824,7 @@ static void hop_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx)
     atomic_init(&c->phase, PH_REQUEST);
     c->src = ringp2p_stream_conn(s)->peer;
     c->sd[0].s = s;
-    rp_shard *sh = stream_shard(s);
+    rp_shard *sh = rp_stream_hshard(s)->sh;
     atomic_store(&c->sh[0], sh);
     atomic_store(&c->open[0], true);
     rp_relay_meter_init(&c->meter, NULL, 0);
@@ -951,7 +914,7 @@ void rp_relay_svc_conn_closed(ringp2p_node *n, const ringp2p_conn_info *ci)
 bool rp_relay_svc_has_reservation(ringp2p_node *n, const ringp2p_peer_id *peer)
 {
     pthread_mutex_lock(&n->relay->mu);
-    bool has = rp_relay_has_reservation(n->relay->r, peer, unix_now(), NULL);
+    bool has = rp_relay_has_reservation(n->relay->r, peer, rp_host_unix_ns() / 1000000000u, NULL);
     pthread_mutex_unlock(&n->relay->mu);
     return has;
 }
