@@ -280,7 +280,7 @@ static void plain_free(void *s)
 /* The certificates' validity is wall-clock time (tls.md "Certificates"); the host reads it. */
 static int64_t unix_now(void)
 {
-    return (int64_t)time(NULL);
+    return (int64_t)(rp_host_unix_ns() / 1000000000u);
 }
 
 /*
@@ -463,12 +463,5 @@ const rp_hsec_ops *rp_hsec_by_name(const char *name, size_t len)
     for (size_t i = 0; i < sizeof(ops_table) / sizeof(ops_table[0]); i++)
         if (strlen(ops_table[i].name) == len && memcmp(ops_table[i].name, name, len) == 0)
             return &ops_table[i];
-    return NULL;
-}
-
-const rp_hsec_ops *rp_hsec_by_id(const char *id)
-{
-    for (size_t i = 0; i < sizeof(ops_table) / sizeof(ops_table[0]); i++)
-        if (strcmp(ops_table[i].id, id) == 0) return &ops_table[i];
     return NULL;
 }

@@ -8,6 +8,7 @@
 
 #include <limits.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/aead.h>
@@ -78,7 +79,6 @@ struct rp_tls_cred {
 
 struct rp_tls {
     SSL *ssl; /* the handshake's (with a reference to its SSL_CTX); freed once it is done */
-    BIO_METHOD *bio_method;
     const char *const *muxers;
     size_t n_muxers;
     bool initiator;
@@ -394,6 +394,30 @@ static int bio_create(BIO *b)
     return 1;
 }
 
+/*
+ * The BIO method, one per process (it never changes): made at the first
+ * session, never freed. NULL if libssl could not make it.
+ */
+static BIO_METHOD *bio_method_made;
+
+static void bio_method_make(void)
+{
+    BIO_METHOD *m = BIO_meth_new(0, "rp_tls");
+    if (m != NULL && BIO_meth_set_write(m, bio_write) && BIO_meth_set_read(m, bio_read) &&
+        BIO_meth_set_ctrl(m, bio_ctrl) && BIO_meth_set_create(m, bio_create)) {
+        bio_method_made = m;
+        return;
+    }
+    BIO_meth_free(m);
+}
+
+static const BIO_METHOD *bio_method(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, bio_method_make);
+    return bio_method_made;
+}
+
 /* ---- setup --------------------------------------------------------------------------------- */
 
 static int check_config(const rp_tls_config *cfg, ringp2p_errinfo *ei)
@@ -615,13 +639,9 @@ int rp_tls_new(const rp_tls_config *cfg, rp_tls **out, ringp2p_errinfo *ei)
     SSL_CTX_free(own_ctx);
     rp_tls_cred_free(own_cred);
     /* one BIO both ways: reads the caller's input, writes to the caller's buffer */
-    s->bio_method = BIO_meth_new(0, "rp_tls");
-    if (s->ssl == NULL || s->bio_method == NULL || !BIO_meth_set_write(s->bio_method, bio_write) ||
-        !BIO_meth_set_read(s->bio_method, bio_read) ||
-        !BIO_meth_set_ctrl(s->bio_method, bio_ctrl) ||
-        !BIO_meth_set_create(s->bio_method, bio_create))
-        goto fail;
-    BIO *bio = BIO_new(s->bio_method);
+    const BIO_METHOD *method = bio_method();
+    if (s->ssl == NULL || method == NULL) goto fail;
+    BIO *bio = BIO_new(method);
     if (bio == NULL) goto fail;
     BIO_set_data(bio, s);
     SSL_set_bio(s->ssl, bio, bio); /* one reference, owned by ssl */
@@ -649,7 +669,6 @@ void rp_tls_free(rp_tls *s)
 {
     if (s == NULL) return;
     SSL_free(s->ssl); /* and its BIO, before the BIO's method */
-    BIO_meth_free(s->bio_method);
     CRYPTO_BUFFER_free(s->alt_cert);
     EVP_PKEY_free(s->alt_key);
     ringp2p_pubkey_free(s->remote_key);
@@ -768,8 +787,6 @@ static int start_records(rp_tls *s, ringp2p_errinfo *ei)
     s->rx.seq = SSL_get_read_sequence(s->ssl);
     SSL_free(s->ssl);
     s->ssl = NULL;
-    BIO_meth_free(s->bio_method);
-    s->bio_method = NULL;
     CRYPTO_BUFFER_free(s->alt_cert);
     s->alt_cert = NULL;
     EVP_PKEY_free(s->alt_key);
