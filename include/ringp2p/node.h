@@ -234,7 +234,7 @@ typedef struct ringp2p_conn_info {
     bool limited;         /* relayed with limits the relay announced (it resets past them) */
     const char *security; /* "/noise" */
     const char *muxer;    /* "/yamux/1.0.0" */
-    uint64_t id;          /* unique per connection over the node's life */
+    uint64_t id;          /* unique per connection over the node's life, never 0 */
     unsigned shard;
 } ringp2p_conn_info;
 

@@ -86,7 +86,7 @@ static int table_insert(rp_shard *sh, rp_conn *c)
         sh->table_free = f;
         for (uint32_t i = cap; i-- > sh->table_cap;) {
             sh->table[i] = NULL;
-            sh->gens[i] = 0;
+            sh->gens[i] = 1; /* from 1, so that no id is 0 (callers' "no connection") */
             sh->table_free[sh->table_nfree++] = i;
         }
         sh->table_cap = cap;
@@ -101,7 +101,7 @@ static int table_insert(rp_shard *sh, rp_conn *c)
 static void table_remove(rp_shard *sh, rp_conn *c)
 {
     sh->table[c->slot] = NULL;
-    sh->gens[c->slot]++;
+    if (++sh->gens[c->slot] == 0) sh->gens[c->slot] = 1;
     sh->table_free[sh->table_nfree++] = c->slot;
 }
 

@@ -184,9 +184,9 @@ void rp_conn_abort(rp_conn *c);
 rp_shard *rp_conn_shard(const rp_conn *c);
 
 /*
- * A 64-bit id unique over the runtime's life: shard index in the top 8
- * bits. With rp_shard_find_conn it lets other shards name a connection
- * without holding its pointer (post to its shard, look it up there).
+ * A 64-bit id unique over the runtime's life, never 0 (free for callers to
+ * mean "none"): shard index in the top 8 bits. With rp_shard_find_conn it lets other shards name a
+ * connection without holding its pointer (post to its shard, look it up there).
  */
 uint64_t rp_conn_id(const rp_conn *c);
 unsigned rp_conn_id_shard(uint64_t id);
