@@ -150,10 +150,12 @@ Test(host_autonat, reachable_node_becomes_public_over_a_fresh_connection)
     /* any connection will do: identify tells the client it may ask this peer */
     ringp2p_bstream *bs = open_to(cli, srv, "/ipfs/ping/1.0.0");
     cr_assert(WAIT_UNTIL(logged(&cl, &cl.reach_events) >= 1, 1800), "no reachability event");
+    /* the dial-back: a second connection, from the server, to our listen port (its event
+     * and the answer on the first connection may come in either order) */
+    cr_assert(WAIT_UNTIL(logged(&cl, &cl.in_conns) >= 1, 1000), "no dial-back connection");
     pthread_mutex_lock(&cl.mu);
     cr_assert_eq(cl.reach_events, 1);
     cr_assert_eq(cl.last, RINGP2P_REACHABILITY_PUBLIC);
-    /* the dial-back: a second connection, from the server, to our listen port */
     cr_assert_eq(cl.out_conns, 1);
     cr_assert_eq(cl.in_conns, 1);
     cr_assert(ringp2p_peer_id_equal(&cl.in_peer[0], ringp2p_node_id(srv)));
