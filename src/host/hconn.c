@@ -357,11 +357,10 @@ static void conn_flush(rp_hconn *hc)
     hc->busy--;
 }
 
-static void flush_task(rp_shard *sh, void *arg)
+void rp_hconn_flush_turn(rp_shard *sh, void *arg)
 {
     rp_hshard *hs = arg;
     (void)sh;
-    hs->flush_posted = false;
     rp_hconn *list = hs->flush_list;
     hs->flush_list = NULL;
     while (list != NULL) {
@@ -382,12 +381,7 @@ static void conn_mark_dirty(rp_hconn *hc)
     hc->flush_queued = true;
     hc->flush_next = hs->flush_list;
     hs->flush_list = hc;
-    if (!hs->flush_posted) {
-        if (rp_shard_post(hs->sh, hs->idx, flush_task, hs) == 0)
-            hs->flush_posted = true;
-        else
-            flush_task(hs->sh, hs); /* no memory for the message: flush now */
-    }
+    rp_shard_at_turn_end(hs->sh, &hs->flush_turn);
 }
 
 static void flush_list_remove(rp_hconn *hc)

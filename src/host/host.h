@@ -352,8 +352,8 @@ struct rp_hshard {
     unsigned idx;
     rp_shard *sh;
     rp_hconn *conns;
-    rp_hconn *flush_list;
-    bool flush_posted;
+    rp_hconn *flush_list;    /* connections whose muxer has frames to seal */
+    rp_turn_task flush_turn; /* rp_hconn_flush_turn at the end of the loop turn */
     bool stopping;
     rp_htable *handlers;
     rp_timer obs_timer; /* shard 0: expiry of observed-address reports */
@@ -451,6 +451,8 @@ void rp_host_addrs_rebuild(rp_hshard *hs);
 uint64_t rp_host_conns_refused(const ringp2p_node *n);
 
 /* hconn.c */
+/* Shard (arg: its rp_hshard). Seals the frames of the connections on its flush list. */
+void rp_hconn_flush_turn(rp_shard *sh, void *arg);
 int rp_hconn_accept(rp_hshard *hs, rp_conn *c);
 int rp_hconn_dial(rp_hshard *hs, rp_hopen *o);
 rp_hconn *rp_hconn_find(rp_hshard *hs, uint64_t id);

@@ -742,6 +742,7 @@ RINGP2P_API int ringp2p_node_start(ringp2p_node *n, ringp2p_errinfo *ei)
         hs->idx = i;
         hs->sh = rp_runtime_shard(n->rt, i);
         rp_timer_init(&hs->obs_timer, obs_timer_fired, hs);
+        rp_turn_task_init(&hs->flush_turn, rp_hconn_flush_turn, hs);
         pthread_mutex_lock(&n->mu);
         hs->handlers = rp_htable_ref(n->handlers);
         pthread_mutex_unlock(&n->mu);

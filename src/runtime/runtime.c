@@ -323,6 +323,43 @@ out:
     return r;
 }
 
+void rp_turn_task_init(rp_turn_task *t, rp_task_fn fn, void *arg)
+{
+    t->fn = fn;
+    t->arg = arg;
+    t->next = NULL;
+    t->queued = false;
+}
+
+void rp_shard_at_turn_end(rp_shard *sh, rp_turn_task *t)
+{
+    assert(rp_shard_is_current(sh) && "rp_shard_at_turn_end off its shard");
+    if (t->queued) return;
+    t->queued = true;
+    t->next = sh->turn_tasks;
+    sh->turn_tasks = t;
+}
+
+/*
+ * The end-of-turn tasks, and those they queue, for a bounded number of passes
+ * (a task that always queues itself again must not hold the turn; what is
+ * left runs next turn, which does not sleep first).
+ */
+static void run_turn_tasks(rp_shard *sh)
+{
+    for (int pass = 0; pass < 8 && sh->turn_tasks != NULL; pass++) {
+        rp_turn_task *t = sh->turn_tasks;
+        sh->turn_tasks = NULL;
+        while (t != NULL) {
+            rp_turn_task *next = t->next;
+            t->next = NULL;
+            t->queued = false;
+            t->fn(sh, t->arg);
+            t = next;
+        }
+    }
+}
+
 static size_t drain_local(rp_shard *sh)
 {
     /* Only what was queued before this turn: messages sent by these runs wait for the next. */
@@ -495,7 +532,8 @@ static void check_done(rp_shard *sh)
     rp_runtime *rt = sh->rt;
     if (!sh->stop_begun) return;
     bool quiet = rp_conn_quiesced(sh) && sh->pending_return == 0 && sh->local.head == NULL &&
-                 sh->ext_held == NULL && rp_timer_wheel_count(&sh->timers) == 0;
+                 sh->turn_tasks == NULL && sh->ext_held == NULL &&
+                 rp_timer_wheel_count(&sh->timers) == 0;
     if (quiet) {
         /* No poster between its stopping check and its push, then nothing left in the MPSC. */
         if (atomic_load(&rt->ext_active) != 0 || inbox_pending(sh)) quiet = false;
@@ -567,7 +605,9 @@ static void shard_loop(rp_shard *sh)
          *     advance; their callbacks run the protocol code, which queues
          *     output and messages;
          *  3. run what they woke: expired timers;
-         *  4. flush output: deliveries deferred by a resume, one gathered
+         *  4. run the end-of-turn tasks (rp_shard_at_turn_end: a muxer
+         *     sealing what its streams wrote), then flush output:
+         *     deliveries deferred by a resume, one gathered
          *     send per connection with queued bytes, receives re-armed where
          *     buffers came back; then on_close for connections whose last
          *     completion came in; then outboxes pushed to the rings, with
@@ -583,15 +623,17 @@ static void shard_loop(rp_shard *sh)
         size_t work = drain_inboxes(sh);                      /* 1 */
         work += reap(sh);                                     /* 2 */
         work += rp_timer_wheel_advance(&sh->timers, sh->now); /* 3 */
-        rp_conn_flush(sh);                                    /* 4 */
+        run_turn_tasks(sh);                                   /* 4 */
+        rp_conn_flush(sh);
         rp_conn_finalize_zombies(sh); /* on_close, once no list or CQE refers to the conn */
         if (sh->stop_begun && rp_conn_quiesced(sh)) rp_timer_cancel(&sh->stop_timer);
         check_done(sh); /* before the outboxes: see check_done */
         flush_outboxes(sh);
         if (sh->declared_done && !sh->outbox_nonempty && atomic_load(&rt->ndone) == sh->n) break;
 
-        bool busy = work != 0 || sh->local.head != NULL || sh->zombies != NULL ||
-                    sh->deferred != NULL || sh->outbox_nonempty || sh->dirty != NULL;
+        bool busy = work != 0 || sh->local.head != NULL || sh->turn_tasks != NULL ||
+                    sh->zombies != NULL || sh->deferred != NULL || sh->outbox_nonempty ||
+                    sh->dirty != NULL;
         submit_and_maybe_sleep(sh, busy); /* 5 */
     }
 }

@@ -210,6 +210,30 @@ typedef void (*rp_task_fn)(rp_shard *sh, void *arg);
 int rp_shard_post(rp_shard *self, unsigned to, rp_task_fn fn, void *arg);
 
 /*
+ * Work for the end of the current loop turn: it runs after the turn's
+ * messages, completions and timers, just before output is flushed, so the
+ * bytes it queues leave in this turn's send of each connection (a muxer
+ * sealing the frames its streams wrote). Intrusive: the caller owns the
+ * task, initialized once with rp_turn_task_init.
+ */
+typedef struct rp_turn_task {
+    rp_task_fn fn;
+    void *arg;
+    struct rp_turn_task *next;
+    bool queued;
+} rp_turn_task;
+
+void rp_turn_task_init(rp_turn_task *t, rp_task_fn fn, void *arg);
+
+/*
+ * Shard. Queues t to run once at this turn's end (nothing if already queued).
+ * A task queued while the end-of-turn tasks run (by one of them) runs in the
+ * same pass; one queued by the flush itself runs on the next turn, which does
+ * not sleep first.
+ */
+void rp_shard_at_turn_end(rp_shard *sh, rp_turn_task *t);
+
+/*
  * Any thread (meant for threads that are not shards: an embedding
  * application). Runs fn(shard, arg) on shard `to`. Lock-free: one push on
  * the shard's MPSC inbox and, if the shard sleeps, one eventfd write. The

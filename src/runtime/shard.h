@@ -248,8 +248,9 @@ struct rp_shard {
     unsigned recv_buf_size;
 
     /* Messages. */
-    rp_msgq *outbox; /* per destination: queued, not yet in the ring */
-    rp_msgq local;   /* sent to self */
+    rp_msgq *outbox;          /* per destination: queued, not yet in the ring */
+    rp_msgq local;            /* sent to self */
+    rp_turn_task *turn_tasks; /* rp_shard_at_turn_end, newest first */
     size_t pending_return;
     unsigned *handoffs_pending; /* per destination: accepts handed over, not yet acknowledged */
     rp_msg *ext_held;           /* popped from the MPSC inbox by the sleep check */

@@ -371,6 +371,67 @@ Test(runtime, post_to_self_runs_on_a_later_turn)
     rp_runtime_free(rt);
 }
 
+/* ---- end-of-turn tasks -------------------------------------------------------------------- */
+
+typedef struct turn_rec {
+    rp_turn_task once, again;
+    uint64_t kick_now;
+    int again_left;
+    _Atomic uint64_t once_ran, once_same_turn, again_ran, again_same_turn, done;
+} turn_rec;
+
+static void turn_once(rp_shard *sh, void *arg)
+{
+    turn_rec *r = arg;
+    atomic_fetch_add(&r->once_ran, 1);
+    if (rp_shard_now(sh) == r->kick_now) atomic_fetch_add(&r->once_same_turn, 1);
+}
+
+/* Queues itself again until again_left runs out: past the pass bound it runs on later turns. */
+static void turn_again(rp_shard *sh, void *arg)
+{
+    turn_rec *r = arg;
+    atomic_fetch_add(&r->again_ran, 1);
+    if (rp_shard_now(sh) == r->kick_now) atomic_fetch_add(&r->again_same_turn, 1);
+    if (--r->again_left > 0)
+        rp_shard_at_turn_end(sh, &r->again);
+    else
+        atomic_store(&r->done, 1);
+}
+
+static void turn_kick(rp_shard *sh, void *arg)
+{
+    turn_rec *r = arg;
+    r->kick_now = rp_shard_now(sh);
+    rp_turn_task_init(&r->once, turn_once, r);
+    rp_turn_task_init(&r->again, turn_again, r);
+    rp_shard_at_turn_end(sh, &r->once);
+    rp_shard_at_turn_end(sh, &r->once); /* queued already: still one run */
+    rp_shard_at_turn_end(sh, &r->again);
+}
+
+/*
+ * A task queued during a turn runs at that turn's end (the clock read at the
+ * top of the turn is the same), once however often it was queued; one that
+ * keeps queueing itself runs on in the same turn up to the pass bound, then on
+ * later turns without the shard going to sleep in between (nothing else would
+ * wake it here).
+ */
+Test(runtime, turn_end_tasks_run_in_the_same_turn_and_never_stall)
+{
+    rp_runtime *rt = start(2, 0, 0);
+    static turn_rec r;
+    r.again_left = 40;
+    cr_assert_eq(rp_runtime_post(rt, 1, turn_kick, &r), 0);
+    cr_assert_eq(wait_for(&r.done, 1, 5), 1, "a task that queued itself again stalled");
+    cr_assert_eq(atomic_load(&r.once_ran), 1);
+    cr_assert_eq(atomic_load(&r.once_same_turn), 1);
+    cr_assert_eq(atomic_load(&r.again_ran), 40);
+    cr_assert_geq(atomic_load(&r.again_same_turn), 2, "queued again, it waited for another turn");
+    cr_assert_lt(atomic_load(&r.again_same_turn), 40, "no bound on one turn's passes");
+    rp_runtime_free(rt);
+}
+
 /* ---- timers ------------------------------------------------------------------------------- */
 
 enum { NTIMERS = 60 };
