@@ -102,6 +102,14 @@ struct rp_hconn {
      * when nothing came.
      */
     rp_timer hdr_timer;
+    /*
+     * A dialer with one security protocol proposes it and starts its
+     * handshake at once (multistream-select's lazy dialer, as for streams):
+     * the listener's header and echo are still to be read, ahead of its
+     * handshake bytes.
+     */
+    bool sec_lazy;
+    bool fail_fin; /* conn_fail sends what is queued and a FIN instead of a reset */
     ringp2p_stream *streams, *dead;
     rp_hopen *waiting, *waiting_tail;
     rp_hconn *flush_next;
@@ -1382,10 +1390,9 @@ static void fail_msg(rp_hconn *hc, int err, const char *detail)
     conn_fail(hc, err, &ei);
 }
 
-/* multistream-select chose a security protocol: start its session. */
-static void start_security(rp_hconn *hc)
+/* Starts the session of security protocol cfg.sec[idx] (agreed, or proposed lazily). */
+static void start_security(rp_hconn *hc, int idx)
 {
-    int idx = rp_mss_protocol_index(&hc->mss);
     if (idx < 0 || (size_t)idx >= hc->hs->node->cfg.nsec) {
         fail_msg(hc, RINGP2P_EPROTOCOL, "multistream-select agreed on no listed security protocol");
         return;
@@ -1403,28 +1410,45 @@ static void start_security(rp_hconn *hc)
     hc->info.security = sec->id;
 }
 
+/*
+ * Feeds the upgrade bytes to the security protocol's multistream-select and
+ * sends its answer: true once it is DONE (the bytes it read are gone from
+ * hc->pre), false while it needs more or after failing the connection.
+ */
+static bool mss_sec_in(rp_hconn *hc)
+{
+    ringp2p_errinfo ei;
+    ssize_t n = rp_mss_recv(&hc->mss, hc->pre, hc->pre_len, &ei);
+    rp_timer_cancel(&hc->hdr_timer); /* the header leaves with this answer */
+    mss_sec_out(hc);
+    if (n < 0) {
+        /* a listener's last answers ("na" to a lazy proposal) go out before its FIN */
+        hc->fail_fin = hc->inbound;
+        if (n == RINGP2P_ENEGOTIATION) {
+            ringp2p_errinfo e2 = { RINGP2P_ENEGOTIATION, "" };
+            snprintf(e2.msg, sizeof(e2.msg), "no common security protocol: %.200s", ei.msg);
+            conn_fail(hc, (int)n, &e2);
+        } else {
+            conn_fail(hc, (int)n, &ei);
+        }
+        return false;
+    }
+    memmove(hc->pre, hc->pre + n, hc->pre_len - (size_t)n);
+    hc->pre_len -= (size_t)n;
+    return rp_mss_status(&hc->mss) == RP_MSS_DONE;
+}
+
 static void pre_process(rp_hconn *hc)
 {
     ringp2p_errinfo ei;
     if (hc->phase == HC_MSS_SEC) {
-        ssize_t n = rp_mss_recv(&hc->mss, hc->pre, hc->pre_len, &ei);
-        rp_timer_cancel(&hc->hdr_timer); /* the header leaves with this answer */
-        mss_sec_out(hc);
-        if (n < 0) {
-            if (n == RINGP2P_ENEGOTIATION) {
-                ringp2p_errinfo e2 = { RINGP2P_ENEGOTIATION, "" };
-                snprintf(e2.msg, sizeof(e2.msg), "no common security protocol: %.200s", ei.msg);
-                conn_fail(hc, (int)n, &e2);
-            } else {
-                conn_fail(hc, (int)n, &ei);
-            }
-            return;
-        }
-        memmove(hc->pre, hc->pre + n, hc->pre_len - (size_t)n);
-        hc->pre_len -= (size_t)n;
-        if (rp_mss_status(&hc->mss) != RP_MSS_DONE) return;
-        start_security(hc);
+        if (!mss_sec_in(hc)) return;
+        start_security(hc, rp_mss_protocol_index(&hc->mss));
         if (hc->phase != HC_SECURE) return;
+    } else if (hc->phase == HC_SECURE && hc->sec_lazy && hc->pre_len > 0) {
+        /* the listener's header and echo come first: they must agree before its handshake */
+        if (!mss_sec_in(hc)) return;
+        hc->sec_lazy = false;
     }
     if (hc->phase == HC_SECURE) {
         /* the largest noise handshake frame; a longer TLS flight stays queued for the next turn */
@@ -1566,7 +1590,7 @@ static void conn_fail(rp_hconn *hc, int err, const ringp2p_errinfo *ei)
     while (hc->streams != NULL) stream_finish(hc->streams, err, &hc->fail_ei);
     hc->busy--;
     if (hc->c != NULL) {
-        if (err == RINGP2P_ECLOSED && hc->closing) {
+        if ((err == RINGP2P_ECLOSED && hc->closing) || hc->fail_fin) {
             /* the channel's own goodbye (TLS close_notify) goes last, before the FIN */
             if (hc->sess != NULL && hc->sec->close_write != NULL) {
                 hc->sec->close_write(hc->sess);
@@ -1781,17 +1805,27 @@ static int conn_begin(rp_hconn *hc, rp_conn *c)
     /* Only what this node configured is proposed or accepted, in its preference order. */
     size_t nsec = hs->node->cfg.nsec;
     for (size_t i = 0; i < nsec; i++) hc->sec_protos[i] = hs->node->cfg.sec[i]->id;
-    int r = hc->inbound ? rp_mss_init_listener(&hc->mss, hc->sec_protos, nsec, NULL, NULL, NULL)
-                        : rp_mss_init_dialer(&hc->mss, hc->sec_protos, nsec, 0, NULL);
+    /* One protocol to offer (and no hole punch, where both ends may dial): a lazy proposal. */
+    bool lazy = !hc->inbound && !hc->punch && nsec == 1;
+    int r = hc->inbound
+                ? rp_mss_init_listener(&hc->mss, hc->sec_protos, nsec, NULL, NULL, NULL)
+                : rp_mss_init_dialer(&hc->mss, hc->sec_protos, nsec, lazy ? RP_MSS_LAZY : 0, NULL);
     rp_conn_set_cbs(c, &conn_cbs, hc);
     if (r < 0) return r;
     uint64_t to = rp_host_limit(hs->node, RINGP2P_LIMIT_DIAL_TIMEOUT_MS) * 1000000ull;
     rp_timer_arm(rp_shard_timers(hs->sh), &hc->deadline,
                  hc->probe ? hc->probe_deadline : rp_shard_now(hs->sh) + to);
-    if (hc->inbound) /* fires on the next turn, after its completions (hdr_timer) */
+    if (hc->inbound) { /* fires on the next turn, after its completions (hdr_timer) */
         rp_timer_arm(rp_shard_timers(hs->sh), &hc->hdr_timer, rp_shard_now(hs->sh) + 1);
-    else
-        mss_sec_out(hc);
+        return 0;
+    }
+    mss_sec_out(hc);
+    if (lazy) {
+        /* the first handshake message leaves with the proposal */
+        hc->sec_lazy = true;
+        start_security(hc, 0);
+        if (hc->phase == HC_SECURE) pre_process(hc);
+    }
     return 0;
 }
 

@@ -6,11 +6,16 @@
  * message, and the connection info naming the protocol (and the muxer) on
  * both ends.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "host/host.h"
 #include "ringp2p/node.h"
@@ -40,6 +45,56 @@ static void on_event(ringp2p_node *n, const ringp2p_event *ev, void *ctx)
 static ringp2p_node *mk_node(bool listen, const char *sec, seclog *log)
 {
     return host_node(listen, sec, log != NULL ? on_event : NULL, log);
+}
+
+/* An open that is expected to fail (the raw listener below never answers): its error. */
+static void open_failed(ringp2p_node *n, ringp2p_stream *s, int err, const ringp2p_errinfo *ei,
+                        void *ctx)
+{
+    (void)n;
+    (void)ei;
+    if (s != NULL) ringp2p_stream_reset(s);
+    atomic_store((_Atomic int *)ctx, err < 0 ? err : 1);
+}
+
+/*
+ * Bytes a node dialing a raw TCP listener sends before it hears anything
+ * (read until `quiet_ms` pass without more), into buf; returns the count.
+ */
+static size_t first_flight(const char *sec, uint8_t *buf, size_t cap, int quiet_ms)
+{
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(ls, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof(sa);
+    cr_assert_eq(bind(ls, (struct sockaddr *)&sa, sl), 0);
+    cr_assert_eq(listen(ls, 4), 0);
+    cr_assert_eq(getsockname(ls, (struct sockaddr *)&sa, &sl), 0);
+    char text[64];
+    snprintf(text, sizeof(text), "/ip4/127.0.0.1/tcp/%u", ntohs(sa.sin_port));
+    ringp2p_multiaddr *to;
+    cr_assert_eq(ringp2p_multiaddr_parse(text, &to, NULL), 0);
+    ringp2p_node *cli = mk_node(false, sec, NULL);
+    const char *protos[1] = { "/echo/1.0.0" };
+    static _Atomic int done;
+    atomic_store(&done, 0);
+    cr_assert_eq(ringp2p_node_new_stream(cli, to, protos, 1, open_failed, (void *)&done), 0);
+    int c = accept(ls, NULL, NULL);
+    cr_assert_geq(c, 0);
+    size_t got = 0;
+    struct pollfd p = { .fd = c, .events = POLLIN };
+    while (got < cap && poll(&p, 1, quiet_ms) == 1) {
+        ssize_t n = read(c, buf + got, cap - got);
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    close(c);
+    close(ls);
+    cr_assert(WAIT_UNTIL(atomic_load(&done) != 0, 5000), "the open never ended");
+    cr_assert_lt(atomic_load(&done), 0, "an open to a silent listener succeeded");
+    ringp2p_node_free(cli);
+    ringp2p_multiaddr_free(to);
+    return got;
 }
 
 /* ---- tests -------------------------------------------------------------------------------- */
@@ -120,6 +175,27 @@ Test(host_security, preference_negotiation)
         ringp2p_node_free(srv);
         ringp2p_multiaddr_free(to);
     }
+}
+
+/*
+ * A dialer with one security protocol proposes it lazily: its first Noise
+ * message (a 2-byte length and the 32-byte ephemeral key) follows the
+ * proposal before the listener has said anything, so both leave in one
+ * segment. With two to choose from it waits for the listener's answer.
+ */
+Test(host_security, one_protocol_is_proposed_with_its_first_message)
+{
+    static const uint8_t proposal[] = "\x13/multistream/1.0.0\n\x07/noise\n";
+    const size_t plen = sizeof(proposal) - 1;
+    uint8_t buf[4096];
+    size_t n = first_flight("noise", buf, sizeof(buf), 300);
+    cr_assert_eq(n, plen + 2 + 32, "one protocol: %zu bytes before any answer", n);
+    cr_assert_eq(memcmp(buf, proposal, plen), 0);
+    cr_assert_eq(buf[plen], 0);
+    cr_assert_eq(buf[plen + 1], 32, "a Noise XX first message of 32 bytes");
+    n = first_flight("noise,tls", buf, sizeof(buf), 300);
+    cr_assert_eq(n, plen, "two protocols: %zu bytes before any answer", n);
+    cr_assert_eq(memcmp(buf, proposal, plen), 0);
 }
 
 /*
