@@ -415,7 +415,8 @@ Test(host_muxer, mplex_inbound_stream_limit)
 /*
  * The interop case that resetting at the limit lost: a client writes 32 MiB
  * to /echo/1.0.0 over mplex as fast as it can and reads the echo slowly (it
- * stalls 400 ms first, then pauses 1 ms per 128 KiB). Our echo pauses reading
+ * stalls 400 ms first, longer until the echo's node has paused but well
+ * under the block timeout, then pauses 1 ms per 128 KiB). Our echo pauses reading
  * while its replies queue up, so the writer outruns both 4 MiB buffers: each
  * node stops reading its connection instead of resetting the stream, TCP
  * holds the writer back, and every byte comes back in order. The stall stays
@@ -433,7 +434,10 @@ Test(host_muxer, mplex_slow_reader_echo_32mib)
     bs_writer w = { .bs = bs, .seed = 21, .len = LEN, .chunk = 65536, .timeout_ms = 20000 };
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, bs_write_thread, &w), 0);
+    /* stall until the echo's node pauses (at least 400 ms: a slow writer on a loaded machine
+     * needs longer to fill both nodes' buffers and the sockets'), under the block timeout */
     usleep(400 * 1000);
+    for (int ms = 400; ms < BLOCK_MS - 300 && atomic_load(&sblocks) == 0; ms += 10) usleep(10000);
     size_t got = 0, slept_at = 0;
     bool bad = false;
     static uint8_t buf[65536];
