@@ -109,7 +109,7 @@ struct rp_hconn {
      * handshake bytes.
      */
     bool sec_lazy;
-    bool fail_fin; /* conn_fail sends what is queued and a FIN instead of a reset */
+    bool fail_fin; /* conn_fail closes gracefully (queued bytes, close_notify, FIN), no reset */
     ringp2p_stream *streams, *dead;
     rp_hopen *waiting, *waiting_tail;
     rp_hconn *flush_next;
@@ -1303,7 +1303,8 @@ static size_t frame_len(const rp_hsec_ops *sec, const uint8_t *h)
  * Opens the whole frames [*p, end) holds and hands the plaintext on; *p ends
  * at the first partial frame. 0, or -1 when the connection failed.
  * RINGP2P_ECLOSED from open is the peer ending the secure channel (TLS
- * close_notify): handled as the end of the connection. Output the session
+ * close_notify): handled as the end of the connection, answered with our own
+ * close_notify and a FIN. Output the session
  * queued meanwhile (a KeyUpdate answer, an alert) is sent.
  */
 static int open_all(rp_hconn *hc, rp_rbuf *rbuf, uint8_t **p, uint8_t *end)
@@ -1316,6 +1317,7 @@ static int open_all(rp_hconn *hc, rp_rbuf *rbuf, uint8_t **p, uint8_t *end)
         if (r == 0) break;
         if (r == RINGP2P_ECLOSED) {
             send_pending(hc);
+            hc->fail_fin = true; /* our close_notify answers, then a FIN (not a reset) */
             fail_msg(hc, RINGP2P_ECONNRESET, "the peer closed the secure channel");
             return -1;
         }
@@ -1655,6 +1657,7 @@ static void on_conn_eof(rp_conn *c, void *arg)
     rp_hconn *hc = arg;
     if (hc->phase == HC_READY) {
         hc->closing = true;
+        hc->fail_fin = true; /* what is queued, our close_notify (TLS), then our FIN */
         fail_msg(hc, RINGP2P_ECONNRESET, "the peer closed the connection");
     } else {
         fail_msg(hc, RINGP2P_ECONNRESET, "the peer closed the connection during the upgrade");

@@ -269,6 +269,56 @@ Test(host_hangup, streams_both_sides_mplex)
     streams_both_sides("mplex");
 }
 
+/* ---- the other end answers in kind ------------------------------------------------------- */
+
+/* Connection errors (resets included) n's shards have seen. */
+static uint64_t conn_errors(ringp2p_node *n)
+{
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < rp_runtime_nshards(n->rt); i++) {
+        rp_shard_stats st;
+        rp_runtime_shard_stats(n->rt, i, &st);
+        sum += st.errors;
+    }
+    return sum;
+}
+
+/*
+ * A hang-up closes gracefully (TLS: close_notify, then a FIN) and the peer
+ * answers the same way instead of resetting: the side that hung up, waiting
+ * for the peer's FIN, sees no connection error. Before, the peer answered a
+ * close_notify or a FIN with a reset.
+ */
+Test(host_hangup, the_peer_answers_with_its_own_close)
+{
+    static const char *const secs[] = { "tls", "noise" };
+    for (size_t i = 0; i < sizeof(secs) / sizeof(secs[0]); i++) {
+        static evs se, ce;
+        evs_init(&se);
+        evs_init(&ce);
+        ringp2p_node *nodes[2];
+        for (int k = 0; k < 2; k++) {
+            ringp2p_config *cfg = host_config(k == 0 ? HOST_LOOPBACK : NULL, 2);
+            ringp2p_errinfo ei;
+            cr_assert_eq(ringp2p_config_security(cfg, secs[i], &ei), 0, "%s", ei.msg);
+            ringp2p_config_events(cfg, on_event, k == 0 ? &se : &ce);
+            nodes[k] = host_start(host_new(cfg));
+        }
+        ringp2p_node *srv = nodes[0], *cli = nodes[1];
+        ringp2p_multiaddr *to = addr_of(srv);
+        echo_ok(cli, to, 5, secs[i]);
+        cr_assert_eq(ringp2p_node_hangup(cli, ringp2p_node_id(srv)), 0);
+        cr_assert(WAIT_UNTIL(ce.disconnected == 1 && se.disconnected == 1, 5000),
+                  "%s: DISCONNECTED client %d server %d", secs[i], (int)ce.disconnected,
+                  (int)se.disconnected);
+        cr_assert_eq(conn_errors(cli), 0, "%s: the peer reset the connection we closed", secs[i]);
+        cr_assert_eq(conn_errors(srv), 0, "%s: errors on the side that was hung up on", secs[i]);
+        ringp2p_node_free(cli);
+        ringp2p_node_free(srv);
+        ringp2p_multiaddr_free(to);
+    }
+}
+
 /* ---- nothing to hang up on ---------------------------------------------------------------- */
 
 /*
