@@ -1046,6 +1046,35 @@ static void inbound_stream(rp_hconn *hc, rp_hmux_stream *ms)
     stream_mss_out(s);
 }
 
+/*
+ * The peer said go-away: it takes no new streams here. Its open streams go on;
+ * new ones (and opens waiting for the backlog) take another connection or a
+ * new dial, and this one closes once idle. Out of the directory at once, so
+ * no new stream picks it.
+ */
+static void peer_went_away(rp_hconn *hc)
+{
+    if (hc->close_idle) return;
+    hc->close_idle = true;
+    rp_logf(&hc->hs->node->log, RINGP2P_LOG_DEBUG, "host",
+            "connection %llu: the peer said go-away; new streams go elsewhere",
+            (unsigned long long)hc->id);
+    if (hc->dir_added) {
+        rp_host_dir_remove(hc->hs->node, hc->id);
+        hc->dir_added = false;
+    }
+    rp_hopen *list = hc->waiting;
+    hc->waiting = hc->waiting_tail = NULL;
+    while (list != NULL) {
+        rp_hopen *o = list;
+        list = o->next;
+        o->next = NULL;
+        o->conn_id = 0;
+        rp_host_open_on_shard(hc->hs, o);
+    }
+    idle_check(hc);
+}
+
 static void mux_events(rp_hconn *hc, rp_rbuf *rbuf)
 {
     rp_hmux_event ev;
@@ -1094,6 +1123,7 @@ static void mux_events(rp_hconn *hc, rp_rbuf *rbuf)
             if (s != NULL && !s->finished) stream_feed(s);
             break;
         case RP_HMUX_EV_OPEN_READY: run_waiting(hc); break;
+        case RP_HMUX_EV_GO_AWAY: peer_went_away(hc); break;
         case RP_HMUX_EV_SESSION_ERROR: {
             ringp2p_errinfo ei = { ev.err, "" };
             snprintf(ei.msg, sizeof(ei.msg), "%s session ended: %s", hc->mux->name,
@@ -2194,6 +2224,20 @@ static void idle_check(rp_hconn *hc)
         free(m);
     else
         hc->idle_posted = true;
+}
+
+bool rp_hconn_takes_streams(const rp_hconn *hc)
+{
+    return hc->phase == HC_READY && !hc->closing && !hc->close_idle && !hc->probe;
+}
+
+void rp_hconn_test_go_away(rp_hshard *hs, const ringp2p_peer_id *peer)
+{
+    for (rp_hconn *hc = hs->conns; hc != NULL; hc = hc->next) {
+        if (hc->phase != HC_READY || !ringp2p_peer_id_equal(&hc->info.peer, peer)) continue;
+        hc->mux->go_away(hc->mx);
+        conn_mark_dirty(hc);
+    }
 }
 
 void rp_hconn_close_when_idle(rp_hshard *hs, uint64_t id)

@@ -73,8 +73,11 @@ static bool ymx_next_event(void *m, rp_hmux_event *ev)
         ev->type = RP_HMUX_EV_SESSION_ERROR;
         ev->err = e.err;
         break;
-    /* RTT answers, ping timeouts and go-away notices: nothing for the host (the
-     * session error that follows a go-away with an error code is reported). */
+    case RP_YAMUX_EV_GO_AWAY:
+        /* a go-away with an error code ends the session: its SESSION_ERROR follows */
+        ev->type = e.code == RP_YAMUX_GOAWAY_NORMAL ? RP_HMUX_EV_GO_AWAY : RP_HMUX_EV_NONE;
+        break;
+    /* RTT answers and ping timeouts: nothing for the host */
     default: ev->type = RP_HMUX_EV_NONE; break;
     }
     return true;

@@ -168,7 +168,7 @@ rp_sigcache *rp_hsec_sigcache(ringp2p_node *n);
 typedef struct rp_hmux_stream rp_hmux_stream;
 
 typedef enum rp_hmux_event_type {
-    RP_HMUX_EV_NONE = 0,      /* nothing for the host (yamux RTT, ping timeout, go-away notice) */
+    RP_HMUX_EV_NONE = 0,      /* nothing for the host (yamux RTT, ping timeout) */
     RP_HMUX_EV_OPENED,        /* the peer opened `stream`: accept or reset it, release it */
     RP_HMUX_EV_DATA,          /* `len` bytes at `data` (a view into the input); report consumed */
     RP_HMUX_EV_FIN,           /* the peer closed its direction */
@@ -176,6 +176,7 @@ typedef enum rp_hmux_event_type {
     RP_HMUX_EV_WRITABLE,      /* write would take bytes it refused */
     RP_HMUX_EV_OPEN_READY,    /* open, refused with RINGP2P_EAGAIN, may succeed (yamux) */
     RP_HMUX_EV_SESSION_ERROR, /* err; the last event */
+    RP_HMUX_EV_GO_AWAY,       /* the peer takes no new streams (yamux GoAway, normal) */
 } rp_hmux_event_type;
 
 typedef struct rp_hmux_event {
@@ -451,6 +452,15 @@ void rp_host_addrs_rebuild(rp_hshard *hs);
 uint64_t rp_host_conns_refused(const ringp2p_node *n);
 
 /* hconn.c */
+/*
+ * Shard. Whether new streams may go over hc: ready, not closing, and not
+ * waiting to close once idle (a go-away from the peer, DCUtR's relayed one).
+ */
+bool rp_hconn_takes_streams(const rp_hconn *hc);
+
+/* Tests, shard: a go-away on each of this shard's ready connections to `peer`, nothing else. */
+void rp_hconn_test_go_away(rp_hshard *hs, const ringp2p_peer_id *peer);
+
 /* Shard (arg: its rp_hshard). Seals the frames of the connections on its flush list. */
 void rp_hconn_flush_turn(rp_shard *sh, void *arg);
 int rp_hconn_accept(rp_hshard *hs, rp_conn *c);

@@ -1038,6 +1038,8 @@ void rp_host_open_on_shard(rp_hshard *hs, rp_hopen *o)
     }
     rp_hconn *hc = NULL;
     if (o->conn_id != 0) hc = rp_hconn_find(hs, o->conn_id);
+    /* picked before it began to close (a go-away, a hang-up): another, or a new dial */
+    if (hc != NULL && !rp_hconn_takes_streams(hc)) hc = NULL;
     /* a relayed connection serves a bare /p2p/ or a circuit address, never a direct dial */
     if (hc == NULL && o->has_peer)
         hc = rp_hshard_find_peer(hs, &o->peer, o->addr_len == 0 || o->circuit);

@@ -319,6 +319,70 @@ Test(host_hangup, the_peer_answers_with_its_own_close)
     }
 }
 
+/* ---- the peer says go-away ---------------------------------------------------------------- */
+
+typedef struct away_msg {
+    ringp2p_node *n;
+    ringp2p_peer_id peer;
+} away_msg;
+
+static void away_task(rp_shard *sh, void *arg)
+{
+    away_msg *m = arg;
+    rp_hconn_test_go_away(m->n->shards[rp_shard_id(sh)], &m->peer);
+}
+
+/* n sends a go-away on its connections to `peer` (every shard) and keeps them. */
+static void go_away_to(ringp2p_node *n, ringp2p_node *peer)
+{
+    static away_msg m;
+    m.n = n;
+    m.peer = *ringp2p_node_id(peer);
+    for (unsigned i = 0; i < rp_runtime_nshards(n->rt); i++)
+        cr_assert_eq(rp_runtime_post(n->rt, i, away_task, &m), 0);
+}
+
+/*
+ * A go-away from the peer (yamux, code 0) with the connection kept open: an
+ * idle connection is closed by us at once; a busy one keeps its streams,
+ * leaves the directory, and the next stream to the peer takes a new
+ * connection instead of failing on this one.
+ */
+Test(host_hangup, go_away_from_the_peer_moves_new_streams_elsewhere)
+{
+    static evs se, ce;
+    static hold_side sh, ch;
+    evs_init(&se);
+    evs_init(&ce);
+    hold_side_init(&sh);
+    hold_side_init(&ch);
+    ringp2p_node *srv = mk_node(true, NULL, &se, &sh), *cli = mk_node(false, NULL, &ce, &ch);
+    ringp2p_multiaddr *to = addr_of(srv);
+    const ringp2p_peer_id *sid = ringp2p_node_id(srv);
+
+    /* idle: closed once the go-away came */
+    uint64_t a = echo_ok(cli, to, 3, "first connection");
+    go_away_to(srv, cli);
+    cr_assert(WAIT_UNTIL(ce.disconnected == 1, 5000), "an idle connection stayed after go-away");
+    cr_assert_eq(ce.disc_err, 0);
+
+    /* busy: the held stream stays, new streams take a new connection */
+    hold_open(cli, to, &ch);
+    cr_assert_eq(w_wait(&sh.opened, 1, 10000), 1, "held stream accepted");
+    cr_assert_eq(ce.connected, 2);
+    go_away_to(srv, cli);
+    cr_assert(WAIT_UNTIL(!rp_host_dir_has(cli, sid), 5000), "still in the directory after go-away");
+    uint64_t c = echo_ok(cli, to, 4, "after go-away");
+    cr_assert_neq(c, a);
+    cr_assert_eq(ce.connected, 3, "a new connection for the new stream (%d)", (int)ce.connected);
+    cr_assert_eq(ch.closed + sh.closed, 0, "the held stream ended");
+    cr_assert_eq(ce.disconnected, 1, "the busy connection closed");
+    cr_assert_eq(echo_ok(cli, to, 5, "again"), c, "the new connection is reused");
+    ringp2p_node_free(cli);
+    ringp2p_node_free(srv);
+    ringp2p_multiaddr_free(to);
+}
+
 /* ---- nothing to hang up on ---------------------------------------------------------------- */
 
 /*
