@@ -22,6 +22,7 @@
  * less than 256 bytes uses masked loads and stores and the powers H^m..H^1.
  */
 #include "crypto/aesgcm.h"
+#include "crypto/cpu.h"
 
 #include <stdatomic.h>
 #include <string.h>
@@ -36,7 +37,6 @@
 #endif
 
 #if RP_AESGCM_X86
-#include <cpuid.h>
 #include <immintrin.h>
 
 #define RP_GCM                                                                                  \
@@ -385,26 +385,7 @@ RP_GCM static void gcm_init(rp_aesgcm_key *key, const uint8_t *bytes, size_t len
 
 bool rp_aesgcm_simd_available(void)
 {
-#if RP_AESGCM_X86
-    /* 0 unknown, 1 no, 2 yes. __builtin_cpu_supports also checks that the OS saves zmm state. */
-    static atomic_int cached;
-    int v = atomic_load_explicit(&cached, memory_order_relaxed);
-    if (v == 0) {
-        __builtin_cpu_init();
-        bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                  __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-                  __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul") &&
-                  __builtin_cpu_supports("sse4.1");
-        /* clang 14 knows no "vaes" for __builtin_cpu_supports: CPUID.(7,0):ECX bits 9 and 10. */
-        unsigned a, b, c, d;
-        ok = ok && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 9)) && (c & (1u << 10));
-        v = ok ? 2 : 1;
-        atomic_store_explicit(&cached, v, memory_order_relaxed);
-    }
-    return v == 2;
-#else
-    return false;
-#endif
+    return RP_AESGCM_X86 && (rp_cpu_features() & RP_CPU_VAES_CLMUL) != 0;
 }
 
 int rp_aesgcm_init(rp_aesgcm_key *key, const uint8_t *bytes, size_t len)

@@ -11,6 +11,7 @@
  * any byte and resume there with the next piece.
  */
 #include "crypto/chacha20.h"
+#include "crypto/cpu.h"
 
 #include <stdatomic.h>
 #include <string.h>
@@ -284,21 +285,7 @@ static atomic_bool force_portable;
 
 bool rp_chacha20_simd_available(void)
 {
-#if RP_CHACHA_X86
-    /* 0 unknown, 1 no, 2 yes. __builtin_cpu_supports also checks that the OS saves zmm state. */
-    static atomic_int cached;
-    int v = atomic_load_explicit(&cached, memory_order_relaxed);
-    if (v == 0) {
-        __builtin_cpu_init();
-        bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                  __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
-        v = ok ? 2 : 1;
-        atomic_store_explicit(&cached, v, memory_order_relaxed);
-    }
-    return v == 2;
-#else
-    return false;
-#endif
+    return RP_CHACHA_X86 && (rp_cpu_features() & RP_CPU_AVX512) != 0;
 }
 
 void rp_chacha20_force_portable(bool on)

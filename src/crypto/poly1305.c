@@ -3,6 +3,7 @@
  * 16-byte block, tag = (h + s) mod 2^128. See poly1305.h for the two paths.
  */
 #include "crypto/poly1305.h"
+#include "crypto/cpu.h"
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -348,24 +349,8 @@ static void compute_powers(rp_poly1305 *st)
 
 bool rp_poly1305_simd_available(void)
 {
-#if RP_POLY1305_HAVE_IFMA
-    /* The CPU check, done once: 0 not yet, 1 no, 2 yes. */
-    static atomic_int cpu_ifma;
-    if (atomic_load_explicit(&force_portable, memory_order_relaxed)) return false;
-    int v = atomic_load_explicit(&cpu_ifma, memory_order_relaxed);
-    if (v == 0) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                    __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-                    __builtin_cpu_supports("avx512ifma")
-                ? 2
-                : 1;
-        atomic_store_explicit(&cpu_ifma, v, memory_order_relaxed);
-    }
-    return v == 2;
-#else
-    return false;
-#endif
+    return RP_POLY1305_HAVE_IFMA && !atomic_load_explicit(&force_portable, memory_order_relaxed) &&
+           (rp_cpu_features() & RP_CPU_AVX512IFMA) != 0;
 }
 
 void rp_poly1305_force_portable(bool on)
