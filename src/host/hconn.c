@@ -2074,16 +2074,27 @@ static void hshard_hangup(rp_hshard *hs, const ringp2p_peer_id *peer)
     }
 }
 
-typedef struct hangup_arg {
+/* A go-away on each of hs's ready connections to `peer`, nothing else (the test hook). */
+static void hshard_go_away(rp_hshard *hs, const ringp2p_peer_id *peer)
+{
+    for (rp_hconn *hc = hs->conns; hc != NULL; hc = hc->next) {
+        if (hc->phase != HC_READY || !ringp2p_peer_id_equal(&hc->info.peer, peer)) continue;
+        hc->mux->go_away(hc->mx);
+        conn_mark_dirty(hc);
+    }
+}
+
+typedef struct peer_task {
     ringp2p_node *node;
     ringp2p_peer_id peer;
-} hangup_arg;
+    void (*fn)(rp_hshard *hs, const ringp2p_peer_id *peer);
+} peer_task;
 
-static void hangup_task(rp_shard *sh, void *arg)
+static void peer_task_run(rp_shard *sh, void *arg)
 {
-    hangup_arg *a = arg;
+    peer_task *a = arg;
     rp_hshard *hs = a->node->shards[rp_shard_id(sh)];
-    if (!hs->stopping) hshard_hangup(hs, &a->peer);
+    if (!hs->stopping) a->fn(hs, &a->peer);
     free(a);
 }
 
@@ -2095,7 +2106,8 @@ static void hangup_task(rp_shard *sh, void *arg)
  * directory knows only ready ones, and relayed connections live on their
  * relay connection's shard), so all are asked.
  */
-RINGP2P_API int ringp2p_node_hangup(ringp2p_node *n, const ringp2p_peer_id *peer)
+static int each_shard(ringp2p_node *n, const ringp2p_peer_id *peer,
+                      void (*fn)(rp_hshard *hs, const ringp2p_peer_id *peer))
 {
     if (n == NULL || peer == NULL || peer->len == 0 || peer->len > RINGP2P_PEER_ID_MAX)
         return RINGP2P_EINVAL;
@@ -2103,21 +2115,31 @@ RINGP2P_API int ringp2p_node_hangup(ringp2p_node *n, const ringp2p_peer_id *peer
         return RINGP2P_ECLOSED;
     int r = 0;
     for (unsigned i = 0; i < n->nshards && r == 0; i++) {
-        hangup_arg *a = malloc(sizeof(*a));
+        peer_task *a = malloc(sizeof(*a));
         if (a == NULL) return RINGP2P_ENOMEM;
         a->node = n;
         a->peer = *peer;
-        r = rp_host_post_retry(n, i, hangup_task, a);
+        a->fn = fn;
+        r = rp_host_post_retry(n, i, peer_task_run, a);
         if (r != 0) free(a);
     }
     return r;
 }
 
+RINGP2P_API int ringp2p_node_hangup(ringp2p_node *n, const ringp2p_peer_id *peer)
+{
+    return each_shard(n, peer, hshard_hangup);
+}
+
+int rp_host_test_go_away(ringp2p_node *n, const ringp2p_peer_id *peer)
+{
+    return each_shard(n, peer, hshard_go_away);
+}
+
 void rp_hshard_push_identify(rp_hshard *hs)
 {
     for (rp_hconn *hc = hs->conns; hc != NULL; hc = hc->next)
-        if (hc->phase == HC_READY && !hc->closing && !hc->close_idle)
-            rp_host_push_start(hs->node, hc);
+        if (rp_hconn_takes_streams(hc)) rp_host_push_start(hs->node, hc);
 }
 
 /* The remote address of hc, binary (for identify's observed address). */
@@ -2200,15 +2222,8 @@ static void idle_task(rp_shard *sh, void *arg)
     if (hc == NULL) return;
     hc->idle_posted = false;
     if (hc->phase != HC_READY || hc->streams != NULL || hc->waiting != NULL) return;
-    rp_logf(&hc->hs->node->log, RINGP2P_LOG_DEBUG, "host", "connection %llu: idle, closing",
-            (unsigned long long)hc->id);
-    hc->busy++;
-    hc->mux->go_away(hc->mx);
-    conn_flush(hc);
-    hc->closing = true;
-    conn_fail(hc, RINGP2P_ECLOSED, NULL);
-    hc->busy--;
-    conn_reap(hc);
+    static const ringp2p_errinfo idle = { RINGP2P_ECLOSED, "idle, closed" };
+    conn_hangup(hc, &idle);
 }
 
 static void idle_check(rp_hconn *hc)
@@ -2229,15 +2244,6 @@ static void idle_check(rp_hconn *hc)
 bool rp_hconn_takes_streams(const rp_hconn *hc)
 {
     return hc->phase == HC_READY && !hc->closing && !hc->close_idle && !hc->probe;
-}
-
-void rp_hconn_test_go_away(rp_hshard *hs, const ringp2p_peer_id *peer)
-{
-    for (rp_hconn *hc = hs->conns; hc != NULL; hc = hc->next) {
-        if (hc->phase != HC_READY || !ringp2p_peer_id_equal(&hc->info.peer, peer)) continue;
-        hc->mux->go_away(hc->mx);
-        conn_mark_dirty(hc);
-    }
 }
 
 void rp_hconn_close_when_idle(rp_hshard *hs, uint64_t id)

@@ -458,8 +458,11 @@ uint64_t rp_host_conns_refused(const ringp2p_node *n);
  */
 bool rp_hconn_takes_streams(const rp_hconn *hc);
 
-/* Tests, shard: a go-away on each of this shard's ready connections to `peer`, nothing else. */
-void rp_hconn_test_go_away(rp_hshard *hs, const ringp2p_peer_id *peer);
+/*
+ * Tests, any thread: a go-away on every ready connection to `peer`, which
+ * stay open; posted to every shard as ringp2p_node_hangup is, with its errors.
+ */
+int rp_host_test_go_away(ringp2p_node *n, const ringp2p_peer_id *peer);
 
 /* Shard (arg: its rp_hshard). Seals the frames of the connections on its flush list. */
 void rp_hconn_flush_turn(rp_shard *sh, void *arg);

@@ -321,27 +321,6 @@ Test(host_hangup, the_peer_answers_with_its_own_close)
 
 /* ---- the peer says go-away ---------------------------------------------------------------- */
 
-typedef struct away_msg {
-    ringp2p_node *n;
-    ringp2p_peer_id peer;
-} away_msg;
-
-static void away_task(rp_shard *sh, void *arg)
-{
-    away_msg *m = arg;
-    rp_hconn_test_go_away(m->n->shards[rp_shard_id(sh)], &m->peer);
-}
-
-/* n sends a go-away on its connections to `peer` (every shard) and keeps them. */
-static void go_away_to(ringp2p_node *n, ringp2p_node *peer)
-{
-    static away_msg m;
-    m.n = n;
-    m.peer = *ringp2p_node_id(peer);
-    for (unsigned i = 0; i < rp_runtime_nshards(n->rt); i++)
-        cr_assert_eq(rp_runtime_post(n->rt, i, away_task, &m), 0);
-}
-
 /*
  * A go-away from the peer (yamux, code 0) with the connection kept open: an
  * idle connection is closed by us at once; a busy one keeps its streams,
@@ -362,7 +341,7 @@ Test(host_hangup, go_away_from_the_peer_moves_new_streams_elsewhere)
 
     /* idle: closed once the go-away came */
     uint64_t a = echo_ok(cli, to, 3, "first connection");
-    go_away_to(srv, cli);
+    cr_assert_eq(rp_host_test_go_away(srv, ringp2p_node_id(cli)), 0);
     cr_assert(WAIT_UNTIL(ce.disconnected == 1, 5000), "an idle connection stayed after go-away");
     cr_assert_eq(ce.disc_err, 0);
 
@@ -370,7 +349,7 @@ Test(host_hangup, go_away_from_the_peer_moves_new_streams_elsewhere)
     hold_open(cli, to, &ch);
     cr_assert_eq(w_wait(&sh.opened, 1, 10000), 1, "held stream accepted");
     cr_assert_eq(ce.connected, 2);
-    go_away_to(srv, cli);
+    cr_assert_eq(rp_host_test_go_away(srv, ringp2p_node_id(cli)), 0);
     cr_assert(WAIT_UNTIL(!rp_host_dir_has(cli, sid), 5000), "still in the directory after go-away");
     uint64_t c = echo_ok(cli, to, 4, "after go-away");
     cr_assert_neq(c, a);
