@@ -116,8 +116,9 @@ static void hold_close(ringp2p_stream *s, void *ctx, int err)
 
 static const ringp2p_stream_callbacks hold_cbs = { .on_data = nop_data, .on_close = hold_close };
 
-/* A hold stream of `side`, inbound or just opened: recorded until its on_close. */
-static void hold_take(ringp2p_stream *s, hold_side *side)
+/* A stream of `side`, inbound or just opened, with callbacks `cbs` (on_close hold_close):
+ * recorded until its on_close. */
+static void side_take(ringp2p_stream *s, hold_side *side, const ringp2p_stream_callbacks *cbs)
 {
     int i = atomic_fetch_add(&side->n, 1);
     if (i >= HOLD_MAX) {
@@ -125,14 +126,14 @@ static void hold_take(ringp2p_stream *s, hold_side *side)
         return;
     }
     side->st[i].side = side;
-    ringp2p_stream_set_callbacks(s, &hold_cbs, &side->st[i]);
+    ringp2p_stream_set_callbacks(s, cbs, &side->st[i]);
     w_signal(&side->opened);
 }
 
 static void hold_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx)
 {
     (void)n;
-    hold_take(s, ctx);
+    side_take(s, ctx, &hold_cbs);
 }
 
 static void hold_opened(ringp2p_node *n, ringp2p_stream *s, int err, const ringp2p_errinfo *ei,
@@ -145,7 +146,7 @@ static void hold_opened(ringp2p_node *n, ringp2p_stream *s, int err, const ringp
         w_signal(&side->opened);
         return;
     }
-    hold_take(s, side);
+    side_take(s, side, &hold_cbs);
 }
 
 static void hold_side_init(hold_side *h)
@@ -545,16 +546,8 @@ static const ringp2p_stream_callbacks sink_cbs = { .on_data = sink_data, .on_clo
 
 static void sink_handler(ringp2p_node *n, ringp2p_stream *s, void *ctx)
 {
-    hold_side *side = ctx;
     (void)n;
-    int i = atomic_fetch_add(&side->n, 1);
-    if (i >= HOLD_MAX) {
-        ringp2p_stream_reset(s);
-        return;
-    }
-    side->st[i].side = side;
-    ringp2p_stream_set_callbacks(s, &sink_cbs, &side->st[i]);
-    w_signal(&side->opened);
+    side_take(s, ctx, &sink_cbs);
 }
 
 /*
